@@ -1,0 +1,466 @@
+"""The node: owns the actors, the name registry and the services, inside one event loop.
+
+::
+
+    async with Node(name="aria") as node:          # runs inside the caller's loop
+        ref = await node.spawn(Counter, name="counter", start=5)
+        node.whereis("counter")                     # ActorRef | None
+        await node.boot(services)                   # ServiceSpecs, in cold-boot order
+
+Leaving the ``async with`` (or ``await node.stop()``) stops the services in the
+reverse of their boot order, then every other actor, newest first.
+
+When a ``permanent`` service's tree exits for good (its top supervisor gave up),
+the node logs it, stops everything and sets ``exit_status`` to 1;
+``await node.wait_stopped()`` returns that status, which the daemon uses as its
+exit code so the service manager restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from .actor import Actor
+from .boot import boot_order
+from .clock import Clock, SystemClock
+from .config import NodeConfig
+from .errors import BootError, StartError
+from .messages import KILLED, SHUTDOWN, ExitReason
+from .metrics import LoopLagProbe, RuntimeCollector
+from .process import DEAD, RUNNING, Process
+from .ref import ActorRef
+from .reports import DeadLetterLog, crash_report
+from .specs import DynamicSupervisorSpec, ServiceSpec, Shutdown, SupervisorSpec, check_shutdown
+from .supervisor import SupervisorRef, supervisor_class
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+logger = structlog.get_logger("aria_actors")
+
+NEW: Final = 0
+UP: Final = 1
+STOPPING: Final = 2
+STOPPED: Final = 3
+
+
+class RunningService:
+    """A booted service: its spec and its top supervisor's process."""
+
+    __slots__ = ("proc", "spec")
+
+    def __init__(self, spec: ServiceSpec, proc: Process) -> None:
+        self.spec = spec
+        self.proc = proc
+
+
+class Node:
+    """One Aria node. See the module documentation.
+
+    ``name`` appears in every reference (``<actor aria.17 counter>``); ``config``
+    gives the runtime defaults; ``clock`` is where supervisors read time (tests
+    pass a virtual clock); ``metrics`` is the node's Prometheus registry.
+    """
+
+    def __init__(
+        self,
+        name: str = "aria",
+        config: NodeConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        metrics: CollectorRegistry | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"node name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.config = config if config is not None else NodeConfig()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.metrics = metrics if metrics is not None else CollectorRegistry(auto_describe=True)
+        self.loop: asyncio.AbstractEventLoop = cast(asyncio.AbstractEventLoop, None)
+        self.exit_status: int | None = None
+        self.handled = 0
+        self.dead_letters = 0
+        self.restart_counts: dict[tuple[str, str], int] = {}
+        self.loop_lag = LoopLagProbe(self.metrics, self.config.runtime.loop_lag_interval)
+        self._procs: dict[int, Process] = {}
+        self._names: dict[str, Process] = {}
+        self._ids = itertools.count(1)
+        self._monitor_ids = itertools.count(1)
+        self._services: dict[str, RunningService] = {}
+        self._state = NEW
+        self._stopped: asyncio.Event | None = None
+        self._signals: deque[tuple[Process, Process, ExitReason]] = deque()
+        self._delivering = False
+        self._dead_letter_log = DeadLetterLog(self.config.runtime.dead_letter_logs_per_second)
+        self._collector = RuntimeCollector(self)
+        self.metrics.register(self._collector)
+
+    def __repr__(self) -> str:
+        states = ("new", "up", "stopping", "stopped")
+        return f"<Node {self.name} {states[self._state]} actors={len(self._procs)}>"
+
+    # ======================================================================================
+    # Starting and stopping
+    # ======================================================================================
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Bind the node to the running event loop and start its probes.
+
+        Raises:
+            RuntimeError: the node was started before.
+        """
+        if self._state != NEW:
+            raise RuntimeError(f"node {self.name} was already started; build a new Node")
+        self.loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self._state = UP
+        self.loop_lag.start(self.loop)
+        logger.info("node_started", node=self.name)
+
+    @property
+    def is_running(self) -> bool:
+        """True between ``start`` and the beginning of ``stop``."""
+        return self._state == UP
+
+    async def stop(self) -> None:
+        """Stop the services in reverse boot order, then every other actor (newest first).
+
+        Safe to call more than once and concurrently; every caller returns once
+        the node has stopped.
+        """
+        if self._state == NEW:
+            self._state = STOPPED
+            return
+        assert self._stopped is not None
+        if self._state != UP:
+            await self._stopped.wait()
+            return
+        self._state = STOPPING
+        logger.info("node_stopping", node=self.name, services=list(self._services))
+        try:
+            for name in reversed(list(self._services)):
+                service = self._services[name]
+                await service.proc.shutdown_with(SHUTDOWN, "infinity")
+                del self._services[name]
+                logger.info("service_stopped", node=self.name, service=name)
+            for proc in reversed(list(self._procs.values())):
+                if proc.state != DEAD and proc.parent is None:
+                    await proc.shutdown_with(SHUTDOWN, proc.shutdown)
+            for proc in reversed(list(self._procs.values())):
+                if proc.state != DEAD:
+                    proc.kill(KILLED)
+        finally:
+            self.loop_lag.stop()
+            if self.exit_status is None:
+                self.exit_status = 0
+            self._state = STOPPED
+            self._stopped.set()
+            logger.info("node_stopped", node=self.name, exit_status=self.exit_status)
+
+    async def wait_stopped(self) -> int:
+        """Wait until the node has stopped (by ``stop`` or a failed service); its exit status."""
+        if self._stopped is None:
+            raise RuntimeError(f"node {self.name} was never started")
+        await self._stopped.wait()
+        assert self.exit_status is not None
+        return self.exit_status
+
+    # ======================================================================================
+    # Actors
+    # ======================================================================================
+
+    async def spawn(
+        self,
+        actor_class: type[Actor],
+        /,
+        *,
+        name: str | None = None,
+        mailbox_size: int | None = None,
+        shutdown: Shutdown | None = None,
+        **init_args: Any,
+    ) -> ActorRef:
+        """Start an unsupervised actor; return once its ``init(**init_args)`` has returned.
+
+        ``name`` registers it (``whereis``); ``mailbox_size`` bounds its mailbox
+        (default: ``config.runtime.mailbox_size``); ``shutdown`` bounds its
+        ``terminate`` (default: ``config.runtime.shutdown`` seconds).
+
+        Raises:
+            StartError: ``init`` raised (chained as ``__cause__``), the name is
+                taken, or the node is not running.
+            TypeError: ``actor_class`` is not an :class:`Actor` subclass.
+        """
+        return await self._spawn(
+            actor_class,
+            init_args,
+            name=name,
+            mailbox_size=mailbox_size,
+            shutdown=shutdown,
+            parent=None,
+            service="",
+        )
+
+    async def _spawn(
+        self,
+        actor_class: type[Actor],
+        args: Mapping[str, Any],
+        *,
+        name: str | None,
+        mailbox_size: int | None,
+        shutdown: Shutdown | None,
+        parent: Process | None,
+        service: str,
+    ) -> ActorRef:
+        if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
+            raise TypeError(f"spawn needs an Actor subclass, got {actor_class!r}")
+        label = name if name is not None else actor_class.__qualname__
+        if self._state != UP:
+            raise StartError(label, f"node {self.name} is not running")
+        if name is not None:
+            holder = self._names.get(name)
+            if holder is not None:
+                raise StartError(label, f"the name is already registered to {holder.ref!r}")
+        if mailbox_size is None:
+            mailbox_size = self.config.runtime.mailbox_size
+        elif (
+            isinstance(mailbox_size, bool) or not isinstance(mailbox_size, int) or mailbox_size < 1
+        ):
+            raise ValueError(f"mailbox_size must be an integer >= 1, got {mailbox_size!r}")
+        if shutdown is None:
+            shutdown = self.config.runtime.shutdown
+        else:
+            check_shutdown(shutdown, label)
+        proc = Process(
+            self, actor_class, next(self._ids), name, mailbox_size, shutdown, service, parent
+        )
+        actor = object.__new__(actor_class)
+        actor._proc = proc
+        proc.actor = actor
+        self._procs[proc.ref.id] = proc
+        if name is not None:
+            self._names[name] = proc
+        if actor_class.__aria_has_init__:
+            try:
+                await actor.init(**args)
+            except StartError as exc:
+                proc.finalize(ExitReason.from_exception(exc, detail="in init"))
+                raise StartError(exc.child, exc.detail) from exc
+            except Exception as exc:
+                proc.finalize(ExitReason.from_exception(exc, detail="in init"))
+                raise StartError(label, f"init raised {type(exc).__name__}: {exc}") from exc
+            except BaseException:
+                proc.finalize(KILLED)
+                raise
+        elif args:
+            proc.finalize(ExitReason(kind="error", error_type="TypeError", detail="in init"))
+            raise StartError(
+                label,
+                f"{actor_class.__qualname__} defines no init(), so it takes no arguments; "
+                f"got {', '.join(sorted(args))}",
+            )
+        if proc.state == DEAD:
+            raise StartError(label, f"it exited during init: {proc.exit_reason}")
+        if parent is not None:
+            if parent.state == DEAD:
+                proc.kill(parent.exit_reason or KILLED, via=parent)
+                raise StartError(label, f"its parent {parent.ref!r} exited during its init")
+            parent.link(proc)
+        proc.state = RUNNING
+        if proc.stop_reason is not None:
+            proc.begin_exit(proc.stop_reason)
+        elif proc.scheduled:
+            self.loop.call_soon(proc.drain, context=proc.context)
+        return proc.ref
+
+    async def start_supervisor(
+        self, spec: SupervisorSpec | DynamicSupervisorSpec, *, name: str | None = None
+    ) -> SupervisorRef:
+        """Start an unsupervised supervisor running ``spec``; return its reference.
+
+        Raises:
+            StartError: a child failed to start (named, ``outer/inner`` for nested
+                trees); every child already started has been stopped again.
+        """
+        ref = await self._spawn(
+            supervisor_class(spec),
+            {"spec": spec},
+            name=name,
+            mailbox_size=None,
+            shutdown="infinity",
+            parent=None,
+            service="",
+        )
+        return cast(SupervisorRef, ref)
+
+    def whereis(self, name: str) -> ActorRef | None:
+        """The reference registered under ``name``, or ``None``."""
+        proc = self._names.get(name)
+        return proc.ref if proc is not None else None
+
+    def registered(self) -> dict[str, ActorRef]:
+        """All registered names and their references."""
+        return {name: proc.ref for name, proc in self._names.items()}
+
+    def actors(self) -> list[ActorRef]:
+        """Every live actor, oldest first."""
+        return [proc.ref for proc in self._procs.values()]
+
+    def __len__(self) -> int:
+        return len(self._procs)
+
+    # ======================================================================================
+    # Services
+    # ======================================================================================
+
+    async def boot(
+        self, services: Sequence[ServiceSpec], *, only: Iterable[str] | None = None
+    ) -> list[str]:
+        """Start ``services`` (or the ``only`` ones and what they require) in cold-boot order.
+
+        Each service's top supervisor is registered under the service's name and
+        started only after everything it requires is up. Returns the names in
+        the order they were started.
+
+        Raises:
+            BootError: a cycle, an unknown or duplicate name, or a service that is
+                already running; raised before anything starts.
+            StartError: a service failed to start (``service/child`` in ``child``);
+                the services this call started are stopped again, newest first.
+        """
+        order = boot_order(services, only)
+        for spec in order:
+            if spec.name in self._services or spec.name in self._names:
+                raise BootError(f"service {spec.name!r} is already running on node {self.name}")
+        started: list[str] = []
+        for spec in order:
+            logger.info("service_starting", node=self.name, service=spec.name)
+            try:
+                ref = await self._spawn(
+                    supervisor_class(spec.supervisor),
+                    {"spec": spec.supervisor},
+                    name=spec.name,
+                    mailbox_size=None,
+                    shutdown="infinity",
+                    parent=None,
+                    service=spec.name,
+                )
+            except StartError as exc:
+                logger.error(
+                    "service_failed_to_start",
+                    node=self.name,
+                    service=spec.name,
+                    child=exc.child,
+                    error=exc.detail,
+                )
+                for name in reversed(started):
+                    service = self._services.pop(name)
+                    await service.proc.shutdown_with(SHUTDOWN, "infinity")
+                raise StartError(f"{spec.name}/{exc.child}", exc.detail) from exc
+            proc = ref._proc
+            self._services[spec.name] = RunningService(spec, proc)
+            future = proc.exit_future = proc.exit_future or self.loop.create_future()
+            future.add_done_callback(functools.partial(self._service_exited, spec))
+            started.append(spec.name)
+            logger.info("service_started", node=self.name, service=spec.name, supervisor=repr(ref))
+        return started
+
+    @property
+    def services(self) -> list[str]:
+        """The running services, in boot order."""
+        return list(self._services)
+
+    def _service_exited(self, spec: ServiceSpec, future: asyncio.Future[ExitReason]) -> None:
+        if self._state != UP or self._services.get(spec.name) is None:
+            return  # stopped on purpose
+        if self._services[spec.name].proc.state != DEAD:
+            return
+        reason = future.result()
+        del self._services[spec.name]
+        fatal = spec.restart == "permanent" or (
+            spec.restart == "transient" and not reason.is_normal
+        )
+        logger.log(
+            40 if fatal else 30,
+            "service_exited",
+            node=self.name,
+            service=spec.name,
+            restart=spec.restart,
+            reason=str(reason),
+            stops_node=fatal,
+        )
+        if fatal:
+            self.exit_status = 1
+            self.loop.create_task(self.stop())
+
+    # ======================================================================================
+    # Runtime internals (called by processes and supervisors)
+    # ======================================================================================
+
+    def _forget(self, proc: Process) -> None:
+        self._procs.pop(proc.ref.id, None)
+        name = proc.ref.name
+        if name is not None and self._names.get(name) is proc:
+            del self._names[name]
+
+    def _next_monitor_id(self) -> int:
+        return next(self._monitor_ids)
+
+    def _send_exit_signals(
+        self, sender: Process, receivers: Iterable[Process], reason: ExitReason
+    ) -> None:
+        """Deliver exit signals iteratively, so long link chains cannot overflow the stack."""
+        signals = self._signals
+        for receiver in receivers:
+            signals.append((receiver, sender, reason))
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while signals:
+                receiver, source, why = signals.popleft()
+                receiver.exit_signal(source, why)
+        finally:
+            self._delivering = False
+
+    def _report_exit(
+        self, proc: Process, reason: ExitReason, current: object, via: Process | None
+    ) -> None:
+        crash_report(proc, reason, current, via)
+
+    def _log_terminate_timeout(self, proc: Process, limit: float | None) -> None:
+        logger.error("terminate_timeout", actor=repr(proc.ref), service=proc.service, limit=limit)
+
+    def _dead_letter(self, ref: ActorRef, message: object, unhandled: bool = False) -> None:
+        self.dead_letters += 1
+        why = "no handler for its type" if unhandled else "the actor is not alive"
+        self._dead_letter_log.record(repr(ref), message, why)
+
+    def _dead_letters_on_exit(self, ref: ActorRef, count: int) -> None:
+        self.dead_letters += count
+        self._dead_letter_log.record(
+            repr(ref), f"{count} queued message(s)", "the actor exited", count
+        )
+
+    def _count_restart(self, supervisor: Process, child_id: str) -> None:
+        key = (supervisor.ref.name or repr(supervisor.ref), child_id)
+        self.restart_counts[key] = self.restart_counts.get(key, 0) + 1
