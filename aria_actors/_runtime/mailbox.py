@@ -65,10 +65,14 @@ class Mailbox(ABC):
     # -- putting ----------------------------------------------------------------------------
 
     def put_first(self, message: object) -> None:
-        """Put a message into an empty (unallocated) mailbox and schedule it."""
-        self.mailbox = deque((message,))
+        """Put a message into an empty (unallocated) mailbox and schedule it.
+
+        Scheduling comes first: if it refuses (a send from a foreign thread), the
+        message is not left behind.
+        """
         if not self.scheduled:
             self.schedule()
+        self.mailbox = deque((message,))
 
     def put_nowait(self, message: object) -> None:
         """Append a user message, or raise :class:`MailboxFull`."""

@@ -1,0 +1,46 @@
+"""Shared fixtures: a node per test, captured logs, the asyncio backend.
+
+Every ``async def`` test runs under anyio's pytest plugin (``anyio_mode = "auto"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import LogCapture
+
+from aria_actors import Node, NodeConfig, RuntimeConfig
+from aria_actors.testing import VirtualClock
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def logs() -> Iterator[list[dict[str, Any]]]:
+    """Every structlog event emitted during the test, as dicts."""
+    capture = LogCapture()
+    old = structlog.get_config()
+    structlog.configure(processors=[capture], cache_logger_on_first_use=False)
+    try:
+        yield capture.entries
+    finally:
+        structlog.configure(**old)
+
+
+@pytest.fixture
+async def node(clock: VirtualClock, logs: list[dict[str, Any]]) -> AsyncIterator[Node]:
+    """A running node with a virtual clock; stopped after the test."""
+    config = NodeConfig(runtime=RuntimeConfig(mailbox_size=64, shutdown=2.0))
+    async with Node(name="test", config=config, clock=clock) as running:
+        yield running
