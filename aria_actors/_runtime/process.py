@@ -301,7 +301,8 @@ class Process(Mailbox):
                 self.node._log_terminate_timeout(self, limit)
                 reason = KILLED if reason.is_quiet else reason
             except Exception as exc:
-                reason = ExitReason.from_exception(exc, detail="in terminate")
+                after = "in terminate" if reason.is_quiet else f"in terminate, after {reason}"
+                reason = ExitReason.from_exception(exc, detail=after)
         self.finalize(reason)
 
     def terminate_limit(self) -> float | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
-from aria_actors import Actor, ActorRef, Down, Exit, MonitorRef, NoProcess, Node, handles
+from aria_actors import Actor, ActorRef, Down, Exit, MonitorRef, Node, NoProcess, handles
 
 from .actors import Counter, Crash, Echo, Get, Sleep, Stop, Watcher
 
@@ -196,7 +197,7 @@ async def test_a_dead_watcher_leaves_no_monitor_behind(node: Node) -> None:
 
 async def test_a_long_chain_of_links_dies_without_recursion(node: Node) -> None:
     refs = [await node.spawn(Linker) for _ in range(5000)]
-    for left, right in zip(refs, refs[1:], strict=False):
+    for left, right in itertools.pairwise(refs):
         await left.call(Echo(("link", right)))
     refs[0]._proc.kill()
     assert not any(ref.is_alive() for ref in refs)
@@ -244,8 +245,8 @@ async def test_waiting_on_an_exit_with_a_deadline(node: Node) -> None:
     with pytest.raises(TimeoutError):
         await ref.wait(timeout=0.01)
     assert ref.is_alive()
+    ref._proc.kill()
     with pytest.raises(NoProcess):
-        ref._proc.kill()
         await ref.call(Get())
 
 

@@ -88,7 +88,7 @@ async def test_a_cancelled_waiting_sender_gives_its_turn_away(node: Node) -> Non
 
 
 async def test_senders_waiting_on_a_dying_actor_are_released(node: Node) -> None:
-    gate, ref = await blocked_gate(node, 1)
+    _gate, ref = await blocked_gate(node, 1)
     ref.cast_nowait(Inc(n=0))  # type: ignore[attr-defined]
     waiting = asyncio.ensure_future(ref.cast(Inc(n=1)))  # type: ignore[attr-defined]
     await asyncio.sleep(0.01)

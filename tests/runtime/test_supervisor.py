@@ -199,7 +199,8 @@ async def test_permanent_children_restart_even_after_normal_exits(node: Node) ->
     await ref.cast(Stop("normal"))
     await ref.wait()
     new = (await refs(sup))["p"]
-    assert new is not None and new != ref
+    assert new is not None
+    assert new != ref
 
 
 # -- intensity and escalation ------------------------------------------------------------
@@ -279,7 +280,9 @@ async def test_a_failing_restart_is_retried_and_counts_against_the_intensity(
             raise RuntimeError("first crash")
 
     sup = await node.start_supervisor(
-        SupervisorSpec(max_restarts=3, children=[ChildSpec(id="f", start=FailsAfterFirst, name="f")])
+        SupervisorSpec(
+            max_restarts=3, children=[ChildSpec(id="f", start=FailsAfterFirst, name="f")]
+        )
     )
     await crash(node, "f")
     assert (await sup.wait(timeout=2)).detail == "reached_max_restart_intensity"
@@ -432,7 +435,8 @@ async def test_dynamic_supervisor_children(node: Node) -> None:
     infos = await sup.which_children()
     assert len(infos) == 2
     restarted = infos[-1].actor
-    assert restarted is not None and restarted not in (one, two)
+    assert restarted is not None
+    assert restarted not in (one, two)
     assert await restarted.call(Get()) == 1
 
     await sup.terminate_child(two)
