@@ -10,7 +10,8 @@ Semantics follow OTP's ``supervisor``:
   only after an abnormal exit (not ``normal``, not ``shutdown``), ``temporary``
   ones never (their spec is removed). The strategy says which others restart with
   it (``one_for_one``, ``one_for_all``, ``rest_for_one``).
-- Restart intensity: a restart at time *t* counts while ``now - t < max_seconds``.
+- Restart intensity: a restart at time *t* counts while ``now - t <= max_seconds``
+  (OTP keeps restarts ``R >= Now - Period``).
   A restart that would make more than ``max_restarts`` count stops all children
   and makes the supervisor exit with ``shutdown`` (detail
   ``reached_max_restart_intensity``), which its own supervisor sees as the exit of
@@ -289,7 +290,7 @@ class SupervisorBase(Actor):
         """Count a restart now; False when that exceeds the intensity (give up)."""
         now = self.node.clock.monotonic()
         times = self.restart_times
-        while times and now - times[0] >= self.max_seconds:
+        while times and now - times[0] > self.max_seconds:
             times.popleft()
         times.append(now)
         return len(times) <= self.max_restarts
