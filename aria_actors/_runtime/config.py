@@ -6,13 +6,12 @@ builds them directly: ``Node(config=NodeConfig(runtime=RuntimeConfig(mailbox_siz
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import msgspec
 
-from .errors import ConfigError
 from .specs import DEFAULTS
+from .tomlfile import convert, read_toml
 
 
 class RuntimeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -32,16 +31,22 @@ class RuntimeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     dead_letter_logs_per_second: int = 10
 
     def __post_init__(self) -> None:
-        if isinstance(self.mailbox_size, bool) or self.mailbox_size < 1:
-            raise ValueError(f"runtime.mailbox_size must be >= 1, got {self.mailbox_size!r}")
-        if self.shutdown < 0:
-            raise ValueError(f"runtime.shutdown must be >= 0 seconds, got {self.shutdown!r}")
-        if self.loop_lag_interval < 0:
-            raise ValueError(
-                f"runtime.loop_lag_interval must be >= 0 seconds, got {self.loop_lag_interval!r}"
-            )
-        if self.dead_letter_logs_per_second < 0:
-            raise ValueError("runtime.dead_letter_logs_per_second must be >= 0")
+        _check_number("mailbox_size", self.mailbox_size, minimum=1, integer=True)
+        _check_number("shutdown", self.shutdown, minimum=0)
+        _check_number("loop_lag_interval", self.loop_lag_interval, minimum=0)
+        _check_number(
+            "dead_letter_logs_per_second", self.dead_letter_logs_per_second, minimum=0, integer=True
+        )
+
+
+def _check_number(key: str, value: object, *, minimum: float, integer: bool = False) -> None:
+    """Raise ``ValueError`` naming ``runtime.<key>`` unless ``value`` is a number >= minimum."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        expected = "an integer" if integer else "a number"
+        raise ValueError(f"runtime.{key} must be {expected}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"runtime.{key} must be >= {minimum:g}, got {value!r}")
 
 
 class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -58,17 +63,4 @@ def load_node_config(path: str | Path) -> NodeConfig:
             bad value; the message names the file and the key (``runtime.mailbox_size``).
     """
     file = Path(path)
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{file}: invalid TOML: {exc}") from exc
-    try:
-        return msgspec.convert(raw, NodeConfig)
-    except msgspec.ValidationError as exc:
-        text, sep, where = str(exc).rpartition(" - at `")
-        key = where.rstrip("`").removeprefix("$").removeprefix(".") if sep else ""
-        raise ConfigError(f"{file}: {key or '(top level)'}: {text if sep else exc}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"{file}: {exc}") from exc
+    return convert(read_toml(file), NodeConfig, file)

@@ -34,7 +34,6 @@ Every error is a :class:`ConfigError` naming the file and the key, e.g.
 from __future__ import annotations
 
 import importlib
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +50,7 @@ from .specs import (
     Strategy,
     SupervisorSpec,
 )
+from .tomlfile import convert, read_toml
 
 
 class DynamicSupervisorTable(msgspec.Struct, forbid_unknown_fields=True):
@@ -132,22 +132,20 @@ def load_services(path: str | Path) -> list[ServiceSpec]:
     return services
 
 
+HINTS = {
+    "restart": "one of: permanent, transient, temporary",
+    "strategy": "one of: one_for_one, one_for_all, rest_for_one",
+    "shutdown": "seconds, 'brutal_kill' or 'infinity'",
+}
+"""What the enumerated keys accept, added to their error messages."""
+
+
 def load_service_file(file: Path) -> ServiceSpec:
     """Read one service file; see :func:`load_services` for the errors."""
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{file}: not UTF-8 text: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: invalid TOML: {exc}") from exc
-    try:
-        table = msgspec.convert(raw, ServiceFile)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{file}: {_keyed(str(exc))}") from exc
-    children = list(table.supervisor.children) + list(table.children)
-    supervisor = _supervisor(file, "supervisor", table.supervisor, children)
+    table = convert(read_toml(file), ServiceFile, file, HINTS)
+    keyed = [(f"supervisor.children[{i}]", c) for i, c in enumerate(table.supervisor.children)]
+    keyed += [(f"children[{i}]", c) for i, c in enumerate(table.children)]
+    supervisor = _supervisor(file, "supervisor", table.supervisor, keyed)
     try:
         return ServiceSpec(
             name=table.service.name,
@@ -159,23 +157,19 @@ def load_service_file(file: Path) -> ServiceSpec:
         raise ConfigError(f"{file}: service: {exc}") from exc
 
 
-def _keyed(message: str) -> str:
-    """Rewrite msgspec's ``Expected ... - at `$.children[0].restart```.
-
-    The result reads ``children[0].restart: Expected ...``.
-    """
-    text, sep, where = message.rpartition(" - at `")
-    if not sep:
-        return message
-    key = where.rstrip("`").removeprefix("$").removeprefix(".") or "(top level)"
-    return f"{key}: {text}"
-
-
 def _supervisor(
-    file: Path, key: str, table: SupervisorTable, children: list[ChildTable]
+    file: Path, key: str, table: SupervisorTable, children: list[tuple[str, ChildTable]]
 ) -> SupervisorSpec:
-    child_key = "children" if key == "supervisor" else f"{key}.children"
-    specs = [_child(file, f"{child_key}[{i}]", child) for i, child in enumerate(children)]
+    """Build a supervisor spec; ``children`` pairs each child table with its key in the file."""
+    seen: dict[str, str] = {}
+    for child_key, child in children:
+        if child.id in seen:
+            raise ConfigError(
+                f"{file}: {child_key}.id: duplicate child id {child.id!r} "
+                f"(also at {seen[child.id]})"
+            )
+        seen[child.id] = child_key
+    specs = [_child(file, child_key, child) for child_key, child in children]
     try:
         return SupervisorSpec(
             strategy=table.strategy,
@@ -199,8 +193,12 @@ def _child(file: Path, key: str, table: ChildTable) -> ChildSpec:
     if table.actor is not None:
         start = import_actor(file, f"{key}.actor", table.actor)
     elif table.supervisor is not None:
+        nested = f"{key}.supervisor"
         start = _supervisor(
-            file, f"{key}.supervisor", table.supervisor, list(table.supervisor.children)
+            file,
+            nested,
+            table.supervisor,
+            [(f"{nested}.children[{i}]", c) for i, c in enumerate(table.supervisor.children)],
         )
     else:
         assert table.dynamic_supervisor is not None
