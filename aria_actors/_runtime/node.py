@@ -99,6 +99,7 @@ class Node:
         self._stopped: asyncio.Event | None = None
         self._signals: deque[tuple[Process, Process, ExitReason]] = deque()
         self._delivering = False
+        self._stop_task: asyncio.Task[None] | None = None
         self._dead_letter_log = DeadLetterLog(self.config.runtime.dead_letter_logs_per_second)
         self._collector = RuntimeCollector(self)
         self.metrics.register(self._collector)
@@ -159,9 +160,11 @@ class Node:
         logger.info("node_stopping", node=self.name, services=list(self._services))
         try:
             for name in reversed(list(self._services)):
-                service = self._services[name]
+                service = self._services.get(name)
+                if service is None:
+                    continue  # gone meanwhile (a failed boot undid it)
                 await service.proc.shutdown_with(SHUTDOWN, "infinity")
-                del self._services[name]
+                self._services.pop(name, None)
                 logger.info("service_stopped", node=self.name, service=name)
             for proc in reversed(list(self._procs.values())):
                 if proc.state != DEAD and proc.parent is None:
@@ -348,11 +351,23 @@ class Node:
                 the services this call started are stopped again, newest first.
         """
         order = boot_order(services, only)
+        if self._state != UP:
+            raise StartError(order[0].name if order else "boot", f"node {self.name} is not running")
+        asked = set(only) if only is not None else {spec.name for spec in services}
+        to_start: list[ServiceSpec] = []
         for spec in order:
-            if spec.name in self._services or spec.name in self._names:
-                raise BootError(f"service {spec.name!r} is already running on node {self.name}")
+            if spec.name in self._services:
+                if spec.name in asked:
+                    raise BootError(f"service {spec.name!r} is already running on node {self.name}")
+                continue  # a requirement that is already up, as OTP's ensure_all_started
+            holder = self._names.get(spec.name)
+            if holder is not None:
+                raise BootError(
+                    f"service {spec.name!r} cannot register its name: {holder.ref!r} holds it"
+                )
+            to_start.append(spec)
         started: list[str] = []
-        for spec in order:
+        for spec in to_start:
             logger.info("service_starting", node=self.name, service=spec.name)
             try:
                 ref = await self._spawn(
@@ -365,6 +380,9 @@ class Node:
                     service=spec.name,
                 )
             except StartError as exc:
+                await self._undo_boot(started)
+                if self._state != UP:
+                    raise StartError(spec.name, "the node stopped during the boot") from exc
                 logger.error(
                     "service_failed_to_start",
                     node=self.name,
@@ -372,10 +390,11 @@ class Node:
                     child=exc.child,
                     error=exc.detail,
                 )
-                for name in reversed(started):
-                    service = self._services.pop(name)
-                    await service.proc.shutdown_with(SHUTDOWN, "infinity")
                 raise StartError(f"{spec.name}/{exc.child}", exc.detail) from exc
+            if self._state != UP:  # stopped while this service was starting
+                await ref._proc.shutdown_with(SHUTDOWN, "infinity")
+                await self._undo_boot(started)
+                raise StartError(spec.name, "the node stopped during the boot")
             proc = ref._proc
             self._services[spec.name] = RunningService(spec, proc)
             future = proc.exit_future = proc.exit_future or self.loop.create_future()
@@ -383,6 +402,13 @@ class Node:
             started.append(spec.name)
             logger.info("service_started", node=self.name, service=spec.name, supervisor=repr(ref))
         return started
+
+    async def _undo_boot(self, started: list[str]) -> None:
+        """Stop the services one boot call started, newest first (some may be gone already)."""
+        for name in reversed(started):
+            service = self._services.pop(name, None)
+            if service is not None:
+                await service.proc.shutdown_with(SHUTDOWN, "infinity")
 
     @property
     def services(self) -> list[str]:
@@ -410,7 +436,7 @@ class Node:
         )
         if fatal:
             self.exit_status = 1
-            self.loop.create_task(self.stop())
+            self._stop_task = self.loop.create_task(self.stop())
 
     # ======================================================================================
     # Runtime internals (called by processes and supervisors)
