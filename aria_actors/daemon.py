@@ -73,20 +73,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+EXIT_START_FAILED = 2
+"""Exit status when the node cannot start (bad configuration, a service failed to start);
+1 is kept for "a permanent service died", so a service manager can tell them apart."""
+
+
 async def run(args: argparse.Namespace) -> int:
-    """Run the node until a signal or a fatal service exit; return the exit status."""
+    """Run the node until a signal or a fatal service exit; return the exit status.
+
+    Raises:
+        AriaError: the configuration or the supervision trees cannot be read.
+    """
     log = structlog.get_logger("aria_node")
-    directory = args.supervisors if args.supervisors is not None else supervisors_dir()
     config = load_node_config(
         args.config if args.config is not None else config_dir() / "default.toml"
     )
+    directory = args.supervisors if args.supervisors is not None else supervisors_dir()
     services = load_services(directory)
     async with Node(name=args.name, config=config) as node:
         loop = asyncio.get_running_loop()
+        stopping: list[asyncio.Task[None]] = []
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, lambda: loop.create_task(node.stop()))
-        if services:
-            booted = await node.boot(services, only=args.services)
+            loop.add_signal_handler(signum, lambda: stopping.append(loop.create_task(node.stop())))
+        try:
+            booted = await node.boot(services, only=args.services) if services else []
+        except AriaError as exc:
+            if not node.is_running:  # a signal arrived during the boot: an orderly stop
+                return await node.wait_stopped()
+            log.error("node_failed", node=node.name, error=str(exc))
+            node.exit_status = EXIT_START_FAILED
+            return EXIT_START_FAILED
+        if booted:
             log.info("node_ready", node=node.name, services=booted)
         else:
             log.info(
@@ -107,5 +124,5 @@ def main(argv: list[str] | None = None) -> None:
         status = asyncio.run(run(args))
     except AriaError as exc:
         structlog.get_logger("aria_node").error("node_failed", error=str(exc))
-        status = 2
+        status = EXIT_START_FAILED
     sys.exit(status)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._runtime.errors import ConfigError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -16,13 +18,16 @@ def data_dir(kind: str) -> Path:
     """The directory ``kind`` (``"supervisors"`` or ``"config"``).
 
     Raises:
-        FileNotFoundError: neither the packaged nor the source-tree copy exists.
+        ConfigError: neither the packaged nor the source-tree copy exists (a broken
+            install); the message says where it looked.
     """
-    for candidate in (PACKAGE_DIR / "_data" / kind, PACKAGE_DIR.parent / kind):
+    candidates = (PACKAGE_DIR / "_data" / kind, PACKAGE_DIR.parent / kind)
+    for candidate in candidates:
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(
-        f"no {kind}/ directory next to the aria_actors package or inside it ({PACKAGE_DIR})"
+    raise ConfigError(
+        f"no {kind}/ directory found (looked in {candidates[0]} and {candidates[1]}); "
+        "reinstall aria-actors or pass the path explicitly"
     )
 
 
