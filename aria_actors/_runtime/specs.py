@@ -115,7 +115,8 @@ class DynamicSupervisorSpec(msgspec.Struct, frozen=True, kw_only=True):
             or self.max_children < 0
         ):
             raise ValueError(
-                f"max_children must be an integer >= 0 (or absent: no limit), got {self.max_children!r}"
+                "max_children must be an integer >= 0 (or absent: no limit), "
+                f"got {self.max_children!r}"
             )
         _check_intensity(self.max_restarts, self.max_seconds, "DynamicSupervisorSpec")
 
