@@ -44,9 +44,9 @@ from ._runtime.specs import ServiceSpec as ServiceSpec
 from ._runtime.specs import Shutdown as Shutdown
 from ._runtime.specs import Strategy as Strategy
 from ._runtime.specs import SupervisorSpec as SupervisorSpec
-from ._runtime.supervisor import ChildCounts as ChildCounts
-from ._runtime.supervisor import ChildInfo as ChildInfo
-from ._runtime.supervisor import SupervisorRef as SupervisorRef
+from ._runtime.supervisor_api import ChildCounts as ChildCounts
+from ._runtime.supervisor_api import ChildInfo as ChildInfo
+from ._runtime.supervisor_api import SupervisorRef as SupervisorRef
 from ._runtime.threaded import NodeThread as NodeThread
 
 __version__ = "0.1.0"

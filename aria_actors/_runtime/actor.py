@@ -166,7 +166,7 @@ class TimerRef:
         if proc.timers is not None:
             proc.timers.discard(self)
         if proc.state <= 1:
-            proc.put_system(self.message)
+            proc.put_unbounded(self.message)
 
 
 class Actor:

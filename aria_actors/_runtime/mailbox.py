@@ -24,7 +24,7 @@ import msgspec
 from .errors import MailboxFull
 
 if TYPE_CHECKING:
-    from .ref import ActorRef, Envelope
+    from .ref import ActorRef
 
 
 class MailboxStatistics(msgspec.Struct, frozen=True):
@@ -86,18 +86,9 @@ class Mailbox(ABC):
         if not self.scheduled:
             self.schedule()
 
-    def put_call(self, envelope: Envelope) -> None:
-        """Append a call whose sender already made sure there is room."""
-        mailbox = self.mailbox
-        if mailbox is None:
-            self.put_first(envelope)
-            return
-        mailbox.append(envelope)
-        if not self.scheduled:
-            self.schedule()
-
-    def put_system(self, message: object) -> None:
-        """Append a system message (Exit, Down, a timer's message) regardless of the bound.
+    def put_unbounded(self, message: object) -> None:
+        """Append regardless of the bound: a system message (Exit, Down, a timer's
+        message) or a call whose sender already waited for room.
 
         Dropped when the actor is exiting or has exited.
         """

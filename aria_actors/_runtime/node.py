@@ -39,7 +39,8 @@ from .process import DEAD, RUNNING, Process
 from .ref import ActorRef
 from .reports import DeadLetterLog, crash_report
 from .specs import DynamicSupervisorSpec, ServiceSpec, Shutdown, SupervisorSpec, check_shutdown
-from .supervisor import SupervisorRef, supervisor_class
+from .supervisor import supervisor_class
+from .supervisor_api import SupervisorRef
 
 if TYPE_CHECKING:
     from types import TracebackType

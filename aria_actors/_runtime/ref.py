@@ -106,7 +106,7 @@ class ActorRef:
                 raise NoProcess(self)
             timeout = max(0.0, deadline - loop.time())
         timer = loop.call_later(timeout, _expire, future, self, message, timeout)
-        proc.put_call(Envelope(message, future))
+        proc.put_unbounded(Envelope(message, future))
         try:
             return await future
         finally:

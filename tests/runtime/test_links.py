@@ -260,3 +260,31 @@ async def test_watcher_actor_records_in_order(node: Node) -> None:
         await target.wait()
     seen = await watcher.call(Get())
     assert [m.actor for m in seen] == targets
+
+
+async def test_a_handler_that_brings_its_own_actor_down_stops_handling(node: Node) -> None:
+    class Kamikaze(Actor):
+        async def init(self, partner: ActorRef) -> None:
+            self.partner = partner
+            self.handled = 0
+            self.link(partner)
+
+        @handles(Echo)
+        def strike(self, msg: Echo) -> None:
+            self.handled += 1
+            self.partner._proc.kill()  # the link kills this actor while its handler runs
+
+        @handles(Sleep)
+        async def strike_later(self, msg: Sleep) -> None:
+            await asyncio.sleep(0)
+            self.partner._proc.kill()
+
+    for message in (Echo(), Sleep(0)):
+        partner = await node.spawn(Counter)
+        ref = await node.spawn(Kamikaze, partner=partner)
+        actor = ref._proc.actor
+        await ref.cast(message)
+        await ref.cast(Echo())  # must never be handled: the actor is dead by then
+        assert (await ref.wait(timeout=1)).kind == "killed"
+        assert isinstance(actor, Kamikaze)
+        assert actor.handled == (1 if isinstance(message, Echo) else 0)
