@@ -36,7 +36,7 @@ from .errors import BootError, StartError
 from .messages import KILLED, SHUTDOWN, ExitReason
 from .metrics import LoopLagProbe, RuntimeCollector
 from .process import DEAD, RUNNING, Process
-from .ref import ActorRef
+from .ref import INLINE_BUDGET, ActorRef
 from .reports import DeadLetterLog, crash_report
 from .specs import DynamicSupervisorSpec, ServiceSpec, Shutdown, SupervisorSpec, check_shutdown
 from .supervisor import supervisor_class
@@ -88,6 +88,7 @@ class Node:
         self.loop: asyncio.AbstractEventLoop = cast(asyncio.AbstractEventLoop, None)
         self.exit_status: int | None = None
         self.handled = 0
+        self.inline_budget = INLINE_BUDGET
         self.dead_letters = 0
         self.restart_counts: dict[tuple[str, str], int] = {}
         self.loop_lag = LoopLagProbe(self.metrics, self.config.runtime.loop_lag_interval)

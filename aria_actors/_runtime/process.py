@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from .errors import ActorExited, NoProcess, UnhandledMessage
@@ -246,6 +247,47 @@ class Process(Mailbox):
         self.current = None
         self.mailbox = None
         self.scheduled = False
+
+    def call_inline(self, function: Callable[[Any, Any], Any], envelope: Envelope) -> None:
+        """Handle a call at once, in the caller's turn of the loop.
+
+        Only for an idle (nothing queued, nothing running), running actor whose
+        handler for the message is a plain function: then no other message can come
+        first, so running it now keeps every ordering guarantee, and saves the two
+        turns of the loop a queued call costs. The handler runs in the actor's own
+        context, as from the mailbox loop; messages that arrive meanwhile queue up
+        and are drained afterwards. The outcome lands in ``envelope.future`` exactly
+        as from the mailbox loop: the reply, or (crash, exit) ``ActorExited``; a
+        deferred reply leaves it pending. ``ActorRef.call`` goes through the loop
+        once every :data:`INLINE_BUDGET` inline calls, so a caller calling in a tight
+        loop cannot starve the other tasks.
+        """
+        node = self.node
+        node.inline_budget -= 1
+        self.scheduled = True
+        self.current = envelope
+        try:
+            result = self.context.run(function, self.actor, envelope.message)
+        except Exception as exc:
+            self.handled += 1
+            node.handled += 1
+            self.begin_exit(ExitReason.from_exception(exc))
+            return
+        self.handled += 1
+        node.handled += 1
+        future = envelope.future
+        if not envelope.deferred and not future.done():
+            future.set_result(result)
+        if self.state != RUNNING:
+            return  # the handler brought its actor down; finalize settled the call
+        if self.stop_reason is not None:
+            self.begin_exit(self.stop_reason)
+        elif self.mailbox:
+            self.loop.call_soon(self.drain, context=self.context)
+        else:
+            self.current = None
+            self.mailbox = None
+            self.scheduled = False
 
     def resolve_handler(self, item: Any, message: object) -> HandlerEntry | None:
         """The handler for a message whose exact type has none: the nearest base type's.

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .process import Process
 
 DEFAULT_CALL_TIMEOUT = 5.0
+INLINE_BUDGET = 64
+"""Calls handled inline in a row before one goes through the loop (giving others a turn)."""
 
 
 class Envelope:
@@ -79,6 +81,8 @@ class ActorRef:
         """Send ``message`` and wait for the handler's return value.
 
         The deadline covers waiting for room in a full mailbox as well as the reply.
+        A call to an idle actor whose handler is a plain function is handled at
+        once, in the caller's turn of the loop (see :meth:`Process.call_inline`).
 
         Raises:
             TypeError: ``message`` is not a frozen ``msgspec.Struct``.
@@ -86,6 +90,7 @@ class ActorRef:
             CallTimeout: no reply within ``timeout`` seconds (a ``TimeoutError``).
             ActorExited: the actor exited before replying (``.reason`` says why).
             UnhandledMessage: the actor has no handler for the message's type.
+            RuntimeError: called from outside the node's event loop.
         """
         if type(message) not in MESSAGE_TYPES:
             check_message(message)
@@ -93,24 +98,40 @@ class ActorRef:
         if proc.state > 1:
             raise NoProcess(self)
         loop = proc.loop
+        if asyncio.get_running_loop() is not loop:
+            raise RuntimeError(
+                f"{self!r} was called from outside its node's event loop; "
+                "from another thread use NodeThread.call (aria_actors.NodeThread)"
+            )
         future: asyncio.Future[Any] = loop.create_future()
-        mailbox = proc.mailbox
-        if mailbox is not None and len(mailbox) >= proc.mailbox_size:
-            deadline = loop.time() + timeout
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await proc.wait_room()
-            except TimeoutError:
-                raise CallTimeout(self, message, timeout) from None
-            if proc.state > 1:
-                raise NoProcess(self)
-            timeout = max(0.0, deadline - loop.time())
+        envelope = Envelope(message, future)
+        entry = None
+        if not proc.scheduled and proc.state == 1 and proc.node.inline_budget:
+            entry = proc.handlers.get(type(message))
+        if entry is not None and not entry[1]:
+            proc.call_inline(entry[0], envelope)
+            if future.done():
+                return future.result()
+            # the handler deferred its reply: wait for it below
+        else:
+            mailbox = proc.mailbox
+            if mailbox is not None and len(mailbox) >= proc.mailbox_size:
+                deadline = loop.time() + timeout
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await proc.wait_room()
+                except TimeoutError:
+                    raise CallTimeout(self, message, timeout) from None
+                if proc.state > 1:
+                    raise NoProcess(self)
+                timeout = max(0.0, deadline - loop.time())
+            proc.put_unbounded(envelope)
         timer = loop.call_later(timeout, _expire, future, self, message, timeout)
-        proc.put_unbounded(Envelope(message, future))
         try:
             return await future
         finally:
             timer.cancel()
+            proc.node.inline_budget = INLINE_BUDGET
 
     async def cast(self, message: object) -> None:
         """Send ``message`` without waiting for it to be handled.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any
 
 import msgspec
@@ -503,3 +504,54 @@ async def test_sending_from_another_thread_is_refused_clearly(node: Node) -> Non
         await asyncio.to_thread(other_thread)
     await wait_until(lambda: ref.is_alive())
     assert await ref.call(Get()) == 0
+
+
+# -- calls handled inline ----------------------------------------------------------------
+
+MARK: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="unset")
+
+
+class Marks(Actor):
+    @handles(Echo)
+    def mark(self, msg: Echo) -> str:
+        before = MARK.get()
+        MARK.set(str(msg.value))
+        return before
+
+    @handles(Inc)
+    def poke_self(self, msg: Inc) -> None:
+        self.ref.cast_nowait(Echo(value=f"queued {msg.n}"))
+
+
+async def test_an_inline_call_runs_in_the_actors_own_context(node: Node) -> None:
+    ref = await node.spawn(Marks)
+    MARK.set("caller")
+    assert await ref.call(Echo(value="first")) == "unset"  # not the caller's context
+    assert await ref.call(Echo(value="second")) == "first"  # the actor's context persists
+    assert MARK.get() == "caller"  # nothing leaked back
+
+
+async def test_messages_sent_during_an_inline_call_are_handled_after_it(node: Node) -> None:
+    ref = await node.spawn(Marks)
+    await ref.call(Inc(n=1))  # the handler queues a cast to itself while running inline
+    assert ref._proc.scheduled  # the queued message is pending, not lost
+    assert await ref.call(Echo(value="last")) == "queued 1"
+
+
+async def test_a_tight_loop_of_calls_still_gives_other_tasks_a_turn(node: Node) -> None:
+    ref = await node.spawn(Counter)
+    turns = 0
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(other())
+    await asyncio.sleep(0)
+    before = turns
+    for _ in range(1000):
+        await ref.call(Inc())
+    assert turns - before >= 1000 // 65  # at least one turn per inline budget
+    task.cancel()
