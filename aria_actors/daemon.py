@@ -17,9 +17,10 @@ from pathlib import Path
 
 import structlog
 
-from ._runtime.config import load_node_config
+from ._runtime.config import NodeConfig, load_node_config
 from ._runtime.errors import AriaError
 from ._runtime.loader import load_services
+from ._runtime.loops import loop_factory, loop_name
 from ._runtime.node import Node
 from .resources import config_dir, supervisors_dir
 
@@ -78,17 +79,13 @@ EXIT_START_FAILED = 2
 1 is kept for "a permanent service died", so a service manager can tell them apart."""
 
 
-async def run(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace, config: NodeConfig, directory: Path) -> int:
     """Run the node until a signal or a fatal service exit; return the exit status.
 
     Raises:
-        AriaError: the configuration or the supervision trees cannot be read.
+        AriaError: the supervision trees cannot be read.
     """
     log = structlog.get_logger("aria_node")
-    config = load_node_config(
-        args.config if args.config is not None else config_dir() / "default.toml"
-    )
-    directory = args.supervisors if args.supervisors is not None else supervisors_dir()
     services = load_services(directory)
     async with Node(name=args.name, config=config) as node:
         loop = asyncio.get_running_loop()
@@ -103,15 +100,12 @@ async def run(args: argparse.Namespace) -> int:
             log.error("node_failed", node=node.name, error=str(exc))
             node.exit_status = EXIT_START_FAILED
             return EXIT_START_FAILED
+        ready: dict[str, object] = {"node": node.name, "event_loop": loop_name(loop)}
         if booted:
-            log.info("node_ready", node=node.name, services=booted)
+            log.info("node_ready", services=booted, **ready)
         else:
-            log.info(
-                "node_ready",
-                node=node.name,
-                services=[],
-                note=f"no services are defined in {directory} yet; running the runtime only",
-            )
+            note = f"no services are defined in {directory} yet; running the runtime only"
+            log.info("node_ready", services=[], note=note, **ready)
         return await node.wait_stopped()
 
 
@@ -121,7 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     json_logs = args.log_format == "json" or (args.log_format == "auto" and not sys.stdout.isatty())
     configure_logging(json_logs, args.log_level)
     try:
-        status = asyncio.run(run(args))
+        config = load_node_config(
+            args.config if args.config is not None else config_dir() / "default.toml"
+        )
+        directory = args.supervisors if args.supervisors is not None else supervisors_dir()
+        with asyncio.Runner(loop_factory=loop_factory(config.runtime.event_loop)) as runner:
+            status = runner.run(run(args, config, directory))
     except AriaError as exc:
         structlog.get_logger("aria_node").error("node_failed", error=str(exc))
         status = EXIT_START_FAILED

@@ -5,6 +5,7 @@ Every ``async def`` test runs under anyio's pytest plugin (``anyio_mode = "auto"
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,9 +17,22 @@ from aria_actors import Node, NodeConfig, RuntimeConfig
 from aria_actors.testing import VirtualClock
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+@pytest.fixture(params=["asyncio", "uvloop"])
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """Every async test runs on the standard loop and on uvloop (both are supported).
+
+    uvloop comes with the dev extra; without it the uvloop runs are skipped, except
+    in CI (``CI=true``), where a missing component fails the run.
+    """
+    if request.param == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("uvloop is not installed (pip install -e '.[dev]')")
+        pytest.skip("uvloop is not installed")
+    return ("asyncio", {"use_uvloop": True})
 
 
 @pytest.fixture

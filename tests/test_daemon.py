@@ -233,6 +233,7 @@ def test_the_shipped_defaults_start_a_node(tmp_path: Path) -> None:
         ready = daemon.wait_for("node_ready")
         assert ready["node"] == "aria"
         assert isinstance(ready["services"], list)
+        assert ready["event_loop"] == "uvloop"  # runtime.event_loop = "auto", uvloop installed
         daemon.send(signal.SIGTERM)
         assert daemon.wait() == 0, daemon.output()
         assert daemon.wait_for("node_stopped")["exit_status"] == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 
+from .loops import EventLoopKind
 from .specs import DEFAULTS
 from .tomlfile import convert, read_toml
 
@@ -23,12 +24,15 @@ class RuntimeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     ``loop_lag_interval``: how often the event-loop lag probe runs (seconds; 0 disables it).
     ``dead_letter_logs_per_second``: dead letters logged one by one per second; the
     rest are counted and summarised.
+    ``event_loop``: the loop a node builds where Aria owns it (``aria-node``,
+    ``NodeThread``): ``auto`` (uvloop when installed), ``asyncio`` or ``uvloop``.
     """
 
     mailbox_size: int = DEFAULTS.mailbox_size
     shutdown: float = 5.0
     loop_lag_interval: float = 0.25
     dead_letter_logs_per_second: int = 10
+    event_loop: EventLoopKind = "auto"
 
     def __post_init__(self) -> None:
         _check_number("mailbox_size", self.mailbox_size, minimum=1, integer=True)
@@ -37,6 +41,10 @@ class RuntimeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         _check_number(
             "dead_letter_logs_per_second", self.dead_letter_logs_per_second, minimum=0, integer=True
         )
+        if self.event_loop not in ("auto", "asyncio", "uvloop"):
+            raise ValueError(
+                f"runtime.event_loop must be 'auto', 'asyncio' or 'uvloop', got {self.event_loop!r}"
+            )
 
 
 def _check_number(key: str, value: object, *, minimum: float, integer: bool = False) -> None:

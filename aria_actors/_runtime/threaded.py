@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import NodeConfig
+from .loops import loop_factory
 from .node import Node
 from .ref import DEFAULT_CALL_TIMEOUT, ActorRef
 
@@ -38,7 +39,12 @@ T = TypeVar("T")
 class NodeThread:
     """A :class:`Node` running in a background thread, driven from synchronous code.
 
-    ``start_timeout`` bounds how long :meth:`start` waits for the node to come up.
+    The thread's event loop is the one ``config.runtime.event_loop`` names (uvloop
+    when installed, by default). ``start_timeout`` bounds how long :meth:`start`
+    waits for the node to come up.
+
+    Raises:
+        ConfigError: the configured event loop is not available.
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class NodeThread:
         start_timeout: float = 10.0,
     ) -> None:
         self.node = Node(name=name, config=config, clock=clock)
+        self.loop_factory = loop_factory(self.node.config.runtime.event_loop)
         self.start_timeout = start_timeout
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -227,7 +234,8 @@ class NodeThread:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
+            with asyncio.Runner(loop_factory=self.loop_factory) as runner:
+                runner.run(self._main())
         except BaseException as exc:
             # Recorded for start(), then re-raised so threading's excepthook shows it.
             self._failure = exc
