@@ -12,8 +12,10 @@ What is measured, and how
 Every peer runs in the same process and the same run, so the ratios compare like with
 like on this machine. The aria and raw-asyncio measurements (messaging, spawn,
 restart) run twice, on a fresh standard asyncio loop and on a fresh uvloop loop; each
-aria figure is compared with the raw baseline measured on the same loop. Each throughput is measured ``repeats`` times after a warm-up,
-the cases of one group interleaved (raw, aria sync, aria async, raw, ...) so a drift of
+aria figure is compared with the raw baseline measured on the same loop.
+
+Each throughput is measured ``repeats`` times after a warm-up, the cases of one group
+interleaved (raw, aria sync, aria async, raw, ...) so a drift of
 the machine hits them alike, with ``gc.collect()`` before each timed run (the
 collector stays enabled). The table shows the **best** (highest rate) of the repeats,
 the usual estimator on a shared machine whose noise only ever slows a run down; the

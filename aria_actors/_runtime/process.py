@@ -375,7 +375,7 @@ class Process(Mailbox):
             assert self.exit_reason is not None
             return self.exit_reason
         if shutdown == "brutal_kill":
-            self.kill(KILLED)
+            self.kill(KILLED, report=False)  # asked for: no crash report, as in OTP
             return KILLED
         self.request_stop(reason)
         limit = None if shutdown == "infinity" else float(shutdown)
@@ -385,24 +385,34 @@ class Process(Mailbox):
             self.kill(KILLED)
             return KILLED
 
-    def kill(self, reason: ExitReason = KILLED, via: Process | None = None) -> None:
-        """Exit at once with ``reason``: the running handler or ``terminate`` is cancelled."""
+    def kill(
+        self, reason: ExitReason = KILLED, via: Process | None = None, *, report: bool = True
+    ) -> None:
+        """Exit at once with ``reason``: the running handler or ``terminate`` is cancelled.
+
+        ``report=False`` skips the crash report (a ``brutal_kill`` shutdown).
+        """
         if self.state == DEAD:
             return
         task = self.task
-        self.finalize(reason, via)
+        self.finalize(reason, via, report=report)
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
 
-    def finalize(self, reason: ExitReason, via: Process | None = None) -> None:
-        """Record the exit and tell everyone concerned. Runs exactly once."""
+    def finalize(
+        self, reason: ExitReason, via: Process | None = None, *, report: bool = True
+    ) -> None:
+        """Record the exit and tell everyone concerned. Runs exactly once.
+
+        An abnormal ``reason`` logs the crash report unless ``report`` is False.
+        """
         if self.state == DEAD:
             return
         self.state = DEAD
         self.exit_reason = reason
         node = self.node
         current = self.current
-        if not reason.is_quiet:
+        if report and not reason.is_quiet:
             node._report_exit(self, reason, current, via)
         self.current = None
         self.stop_reason = reason  # a mailbox loop still on the stack sees it and stops

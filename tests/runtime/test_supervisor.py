@@ -515,3 +515,30 @@ async def test_quiet_exits_give_no_crash_report(node: Node, logs: list[dict[str,
     await other.cast(Stop("shutdown"))
     await other.wait()
     assert not [e for e in logs if e["event"] == "crash_report"]
+
+
+async def test_brutal_kill_is_not_reported_as_a_crash(
+    node: Node, logs: list[dict[str, Any]]
+) -> None:
+    journal: list[str] = []
+    sup = await node.start_supervisor(
+        SupervisorSpec(children=workers(journal, "a", shutdown="brutal_kill"))
+    )
+    await sup.terminate_child("a")
+    assert not [e for e in logs if e["event"] in ("crash_report", "shutdown_error")]
+
+
+async def test_a_child_killed_for_overrunning_its_shutdown_is_reported(
+    node: Node, logs: list[dict[str, Any]]
+) -> None:
+    journal: list[str] = []
+    sup = await node.start_supervisor(
+        SupervisorSpec(
+            children=[
+                ChildSpec(id="s", start=IgnoresShutdown, args={"journal": journal}, shutdown=0.02)
+            ]
+        )
+    )
+    await sup.terminate_child("s")
+    assert [e["reason"] for e in logs if e["event"] == "crash_report"] == ["killed"]
+    assert [e["child"] for e in logs if e["event"] == "shutdown_error"] == ["s"]
