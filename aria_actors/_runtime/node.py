@@ -352,10 +352,11 @@ class Node:
             StartError: a service failed to start (``service/child`` in ``child``);
                 the services this call started are stopped again, newest first.
         """
-        order = boot_order(services, only)
+        wanted = list(only) if only is not None else None  # an iterator is read once
+        order = boot_order(services, wanted)
         if self._state != UP:
             raise StartError(order[0].name if order else "boot", f"node {self.name} is not running")
-        asked = set(only) if only is not None else {spec.name for spec in services}
+        asked = set(wanted) if wanted is not None else {spec.name for spec in services}
         to_start: list[ServiceSpec] = []
         for spec in order:
             if spec.name in self._services:

@@ -512,6 +512,14 @@ async def test_requirements_already_running_are_not_started_again(node: Node) ->
     assert node.services == ["base", "app"]
 
 
+async def test_only_may_be_any_iterable(node: Node) -> None:
+    events: Events = []
+    services = [recorded("base", events=events), recorded("app", "base", events=events)]
+    assert await node.boot(services, only=iter(["base"])) == ["base"]
+    with pytest.raises(BootError, match="'base' is already running"):
+        await node.boot(services, only=(name for name in ["base"]))
+
+
 @pytest.mark.parametrize(
     ("services", "match"),
     [
