@@ -161,7 +161,7 @@ async def test_crash_during_a_call_then_the_restarted_child_answers(node: Node) 
     assert await again.call(Get()) == 3  # fresh state from init
 
 
-class Stubborn(Actor):
+class Headstrong(Actor):
     """Ignores shutdown: its terminate never returns."""
 
     async def init(self, journal: list[str]) -> None:
@@ -172,7 +172,7 @@ class Stubborn(Actor):
         await asyncio.sleep(3600)
 
     async def terminate(self, reason: ExitReason) -> None:
-        self.journal.append("stubborn terminate")
+        self.journal.append("headstrong terminate")
         await asyncio.sleep(3600)
 
 
@@ -182,9 +182,9 @@ async def test_a_child_that_ignores_shutdown_is_killed_and_siblings_stop(node: N
         children=[
             ChildSpec(id="a", start=Counter, name="a", args={"journal": journal}),
             ChildSpec(
-                id="stubborn",
-                start=Stubborn,
-                name="stubborn",
+                id="headstrong",
+                start=Headstrong,
+                name="headstrong",
                 args={"journal": journal},
                 shutdown=0.1,
             ),
@@ -192,13 +192,13 @@ async def test_a_child_that_ignores_shutdown_is_killed_and_siblings_stop(node: N
         ]
     )
     sup = await node.start_supervisor(spec)
-    stubborn = node.whereis("stubborn")
-    assert stubborn is not None
-    hung = asyncio.ensure_future(stubborn.call(Get(), timeout=60))  # busy in a handler
+    headstrong = node.whereis("headstrong")
+    assert headstrong is not None
+    hung = asyncio.ensure_future(headstrong.call(Get(), timeout=60))  # busy in a handler
     await asyncio.sleep(0.01)
     journal.clear()
     await asyncio.wait_for(sup._proc.shutdown_with(ExitReason(kind="shutdown"), "infinity"), 5)
-    assert (await stubborn.wait()).kind == "killed"
+    assert (await headstrong.wait()).kind == "killed"
     with pytest.raises(ActorExited):
         await hung
     assert journal == ["terminate c shutdown", "terminate a shutdown"]
