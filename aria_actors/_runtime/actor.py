@@ -13,7 +13,9 @@ handlers, declared with ``@handles(MessageType, ...)``
     ``ref.call(msg)`` → the handler for ``type(msg)`` → its return value is the
     reply. ``ref.cast(msg)`` → the same handler → the return value is dropped.
     Handlers may be plain functions or coroutines; messages are handled one at a
-    time, in arrival order. A handler that wants to answer a call later takes a
+    time, in arrival order (a call to an idle actor whose handler is a plain
+    function runs at once, in the caller's turn of the loop: nothing can come
+    before it, so the order is the same). A handler that wants to answer a call later takes a
     :class:`DeferredReply` with ``self.defer_reply()`` (OTP's ``noreply`` followed
     by ``gen_server:reply``). No handler for the message's type: a call fails at
     the caller with :class:`UnhandledMessage`; a cast is dropped as a dead letter.

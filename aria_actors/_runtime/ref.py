@@ -138,6 +138,9 @@ class ActorRef:
 
         Returns at once, or waits while the bounded mailbox is full (backpressure).
         A cast to an actor that is not alive is dropped and counted as a dead letter.
+        Like every method here it belongs to the node's event loop; from another
+        thread use :class:`NodeThread` (a cast that would wake an idle actor from a
+        foreign thread raises ``RuntimeError``).
 
         Raises:
             TypeError: ``message`` is not a frozen ``msgspec.Struct``.
