@@ -26,13 +26,18 @@ def anyio_backend(request: pytest.FixtureRequest) -> object:
     """
     if request.param == "asyncio":
         return "asyncio"
+    require_uvloop()
+    return ("asyncio", {"use_uvloop": True})
+
+
+def require_uvloop() -> None:
+    """Skip without uvloop; in CI (``CI=true``) fail instead, never skip silently."""
     try:
         import uvloop  # noqa: F401
     except ImportError:
         if os.environ.get("CI") == "true":
             pytest.fail("uvloop is not installed (pip install -e '.[dev]')")
         pytest.skip("uvloop is not installed")
-    return ("asyncio", {"use_uvloop": True})
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ import pytest
 from aria_actors import ConfigError, NodeConfig, NodeThread, RuntimeConfig
 from aria_actors._runtime.loops import loop_factory, loop_name
 
+from ..conftest import require_uvloop
+
 
 def run_on(kind: str) -> str:
     with asyncio.Runner(loop_factory=loop_factory(kind)) as runner:  # type: ignore[arg-type]
@@ -21,7 +23,7 @@ def run_on(kind: str) -> str:
 
 
 def test_each_kind_builds_its_loop() -> None:
-    pytest.importorskip("uvloop")
+    require_uvloop()
     assert run_on("asyncio") == "asyncio"
     assert run_on("uvloop") == "uvloop"
     assert run_on("auto") == "uvloop"
@@ -46,7 +48,7 @@ def test_the_config_names_a_bad_loop() -> None:
 @pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
 def test_node_thread_runs_on_the_configured_loop(kind: str) -> None:
     if kind == "uvloop":
-        pytest.importorskip("uvloop")
+        require_uvloop()
     config = NodeConfig(runtime=RuntimeConfig(event_loop=kind))  # type: ignore[arg-type]
     with NodeThread(name="loops", config=config) as embedded:
 
