@@ -55,6 +55,7 @@ import structlog
 from .blocking import run_blocking, run_in_process
 from .messages import ExitKind, ExitReason, as_exit_reason, check_message
 from .ref import ActorRef, Envelope, MonitorRef
+from .reports import short_repr
 
 if TYPE_CHECKING:
     import asyncio
@@ -187,6 +188,8 @@ class Actor:
     __aria_has_terminate__: ClassVar[bool] = False
     ref_class: ClassVar[type[ActorRef]] = ActorRef
     """The reference type handed out for this actor (supervisors hand out ``SupervisorRef``)."""
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+    """Attributes that :meth:`inspect_state` shows as ``<redacted>`` (keys, passwords)."""
 
     _proc: Process
 
@@ -224,6 +227,19 @@ class Actor:
 
     async def terminate(self, reason: ExitReason) -> None:
         """Clean-up on stop, crash or shutdown; see the module documentation for when it runs."""
+
+    def inspect_state(self) -> dict[str, str]:
+        """The state the console's ``state`` command shows: attribute → short repr.
+
+        Every instance attribute by default, those named in ``secret_fields`` as
+        ``<redacted>``. Override it to show something else; it runs on the node's
+        loop, between messages, and must be quick and must not raise.
+        """
+        attributes = getattr(self, "__dict__", {})
+        return {
+            key: "<redacted>" if key in self.secret_fields else short_repr(value)
+            for key, value in attributes.items()
+        }
 
     # -- identity ---------------------------------------------------------------------------
 

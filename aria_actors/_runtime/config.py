@@ -1,15 +1,21 @@
 """The runtime's configuration: typed, frozen, validated when built.
 
-The node daemon reads these from TOML (section ``[runtime]``); an embedding app
-builds them directly: ``Node(config=NodeConfig(runtime=RuntimeConfig(mailbox_size=64)))``.
+The node daemon reads these from TOML (``config/*.toml``) with environment
+overrides; an embedding app builds them directly:
+``Node(config=NodeConfig(runtime=RuntimeConfig(mailbox_size=64)))``.
 """
 
 from __future__ import annotations
 
+import os
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Literal
 
 import msgspec
 
+from .errors import ConfigError
 from .loops import EventLoopKind
 from .specs import DEFAULTS
 from .tomlfile import convert, read_toml
@@ -47,28 +53,144 @@ class RuntimeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             )
 
 
-def _check_number(key: str, value: object, *, minimum: float, integer: bool = False) -> None:
-    """Raise ``ValueError`` naming ``runtime.<key>`` unless ``value`` is a number >= minimum."""
+def _check_number(
+    key: str, value: object, *, minimum: float, integer: bool = False, section: str = "runtime"
+) -> None:
+    """Raise ``ValueError`` naming ``section.key`` unless ``value`` is a number >= minimum."""
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         expected = "an integer" if integer else "a number"
-        raise ValueError(f"runtime.{key} must be {expected}, got {value!r}")
+        raise ValueError(f"{section}.{key} must be {expected}, got {value!r}")
     if value < minimum:
-        raise ValueError(f"runtime.{key} must be >= {minimum:g}, got {value!r}")
+        raise ValueError(f"{section}.{key} must be >= {minimum:g}, got {value!r}")
+
+
+class NodeSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[node]``: who the node is and where it keeps things.
+
+    ``name``: the node's name (in every reference, and how a console finds it).
+    ``services``: boot only these services and what they require (empty: all defined).
+    ``supervisors``: the directory of service files (empty: the shipped ``supervisors/``).
+    ``state_dir`` / ``runtime_dir``: where the cookie and node file, and the control
+    socket, live (empty: ``$STATE_DIRECTORY`` / ``$RUNTIME_DIRECTORY`` under systemd,
+    else the platform's convention; see ``aria_actors.daemon.paths``).
+    """
+
+    name: str = "aria"
+    services: tuple[str, ...] = ()
+    supervisors: str = ""
+    state_dir: str = ""
+    runtime_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ValueError(f"node.name must be a plain non-empty name, got {self.name!r}")
+
+
+class ConsoleSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[console]``: the control socket that ``aria-console`` attaches to.
+
+    ``enabled``: listen on the control socket at all. ``eval``: allow running Python
+    in the node (off in production). ``max_frame``: the largest request frame
+    accepted, in bytes. ``log_buffer``: recent log events kept for ``logs``.
+    """
+
+    enabled: bool = True
+    eval: bool = True
+    max_frame: int = 1 << 20
+    log_buffer: int = 10_000
+
+    def __post_init__(self) -> None:
+        _check_number("max_frame", self.max_frame, minimum=64, integer=True, section="console")
+        _check_number("log_buffer", self.log_buffer, minimum=0, integer=True, section="console")
+
+
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class LogSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[log]``: ``format`` (``auto``: JSON lines unless stdout is a terminal) and ``level``."""
+
+    format: LogFormat = "auto"
+    level: LogLevel = "info"
 
 
 class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A node's configuration. Later sections (services, control socket) extend it."""
+    """A node's configuration: ``[node]``, ``[runtime]``, ``[console]``, ``[log]``.
 
+    An embedding application usually needs only ``runtime``; the other sections are
+    read by the daemon (``aria-node``).
+    """
+
+    node: NodeSection = msgspec.field(default_factory=NodeSection)
     runtime: RuntimeConfig = msgspec.field(default_factory=RuntimeConfig)
+    console: ConsoleSection = msgspec.field(default_factory=ConsoleSection)
+    log: LogSection = msgspec.field(default_factory=LogSection)
 
 
-def load_node_config(path: str | Path) -> NodeConfig:
-    """Read a node configuration TOML file.
+ENV_PREFIX = "ARIA_"
+
+
+def load_node_config(path: str | Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """Read a node configuration TOML file, then apply environment overrides.
+
+    An override is ``ARIA_<SECTION>__<KEY>=<value>`` (``ARIA_RUNTIME__MAILBOX_SIZE=64``);
+    the value is read as a TOML value (``64``, ``true``, ``["a", "b"]``, ``"text"``)
+    and, if it is not one, as a plain string. ``environ`` defaults to ``os.environ``.
 
     Raises:
         ConfigError: the file is unreadable, not TOML, or a key is unknown or has a
-            bad value; the message names the file and the key (``runtime.mailbox_size``).
+            bad value; the message names the file and the key
+            (``runtime.mailbox_size``), or the environment variable it came from.
     """
     file = Path(path)
-    return convert(read_toml(file), NodeConfig, file)
+    raw = read_toml(file)
+    overridden = apply_environment(raw, os.environ if environ is None else environ)
+    try:
+        return convert(raw, NodeConfig, file)
+    except ConfigError as exc:
+        for variable, key in overridden.items():
+            if key in str(exc):
+                raise ConfigError(f"{exc} (set by the environment variable {variable})") from exc
+        raise
+
+
+def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Merge ``ARIA_<SECTION>__<KEY>`` variables into ``raw``; which variable set which key.
+
+    Raises:
+        ConfigError: a variable names a section or key the configuration does not have.
+    """
+    sections = {field.name: field.type for field in msgspec.structs.fields(NodeConfig)}
+    applied: dict[str, str] = {}
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or "__" not in variable:
+            continue
+        section, _, key = variable.removeprefix(ENV_PREFIX).partition("__")
+        section, key = section.lower(), key.lower()
+        section_type = sections.get(section)
+        if section_type is None:
+            raise ConfigError(
+                f"{variable}: unknown section {section!r} (expected one of: {', '.join(sections)})"
+            )
+        keys = {field.name for field in msgspec.structs.fields(section_type)}
+        if key not in keys:
+            raise ConfigError(
+                f"{variable}: unknown key {section}.{key} (expected one of: "
+                f"{', '.join(sorted(keys))})"
+            )
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{variable}: [{section}] in the file is not a table")
+        table[key] = parse_value(environ[variable])
+        applied[variable] = f"{section}.{key}"
+    return applied
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value (``64``, ``true``, ``[1, 2]``, ``"x"``), or else ``text`` itself."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text

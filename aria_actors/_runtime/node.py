@@ -22,24 +22,35 @@ import asyncio
 import functools
 import itertools
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
 
+import msgspec
 import structlog
 from prometheus_client import CollectorRegistry
 
 from .actor import Actor
+from .ambient import CURRENT_PROCESS
 from .boot import boot_order
 from .clock import Clock, SystemClock
-from .config import NodeConfig
-from .errors import BootError, StartError
-from .messages import KILLED, SHUTDOWN, ExitReason
+from .config import NodeConfig, RuntimeConfig
+from .errors import BootError, NoProcess, StartError
+from .introspect import (
+    ActorInfo,
+    ProcessRow,
+    TreeNode,
+    actor_info,
+    process_row,
+    supervision_tree,
+    supervisor_record,
+)
+from .messages import KILLED, SHUTDOWN, ExitKind, ExitReason, as_exit_reason
 from .metrics import LoopLagProbe, RuntimeCollector
 from .process import DEAD, RUNNING, Process
 from .ref import INLINE_BUDGET, ActorRef
-from .reports import DeadLetterLog, crash_report
+from .reports import DeadLetterLog, crash_report, short_repr
 from .specs import DynamicSupervisorSpec, ServiceSpec, Shutdown, SupervisorSpec, check_shutdown
-from .supervisor import supervisor_class
+from .supervisor import DynamicSupervisor, supervisor_class
 from .supervisor_api import SupervisorRef
 
 if TYPE_CHECKING:
@@ -88,6 +99,7 @@ class Node:
         self.loop: asyncio.AbstractEventLoop = cast(asyncio.AbstractEventLoop, None)
         self.exit_status: int | None = None
         self.handled = 0
+        self.tracing = 0  # how many actors are traced (the send path checks this first)
         self.inline_budget = INLINE_BUDGET
         self.dead_letters = 0
         self.restart_counts: dict[tuple[str, str], int] = {}
@@ -97,11 +109,13 @@ class Node:
         self._ids = itertools.count(1)
         self._monitor_ids = itertools.count(1)
         self._services: dict[str, RunningService] = {}
+        self.boot_history: list[str] = []  # every service this node booted, in order
         self._state = NEW
         self._stopped: asyncio.Event | None = None
         self._signals: deque[tuple[Process, Process, ExitReason]] = deque()
         self._delivering = False
         self._stop_task: asyncio.Task[None] | None = None
+        self._stopping_callbacks: list[Callable[[], None]] = []
         self._dead_letter_log = DeadLetterLog(self.config.runtime.dead_letter_logs_per_second)
         self._collector = RuntimeCollector(self)
         self.metrics.register(self._collector)
@@ -160,6 +174,8 @@ class Node:
             return
         self._state = STOPPING
         logger.info("node_stopping", node=self.name, services=list(self._services))
+        for callback in self._stopping_callbacks:
+            callback()
         try:
             for name in reversed(list(self._services)):
                 service = self._services.get(name)
@@ -181,6 +197,23 @@ class Node:
             self._state = STOPPED
             self._stopped.set()
             logger.info("node_stopped", node=self.name, exit_status=self.exit_status)
+
+    def when_stopping(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the node begins to stop (for any reason)."""
+        self._stopping_callbacks.append(callback)
+
+    def halt(self, exit_status: int) -> None:
+        """Stop at once: every actor is cancelled (no ``terminate``), newest first.
+
+        For an operator who does not want to wait (a second Ctrl-C). A ``stop`` in
+        progress then finishes at once. ``exit_status`` becomes the node's, unless
+        one was already set.
+        """
+        if self.exit_status is None:
+            self.exit_status = exit_status
+        logger.warning("node_halting", node=self.name, actors=len(self._procs))
+        for proc in reversed(list(self._procs.values())):
+            proc.kill(KILLED, report=False)
 
     async def wait_stopped(self) -> int:
         """Wait until the node has stopped (by ``stop`` or a failed service); its exit status."""
@@ -333,18 +366,127 @@ class Node:
     def __len__(self) -> int:
         return len(self._procs)
 
+    def supervisor_of(self, ref: ActorRef) -> tuple[SupervisorRef, str | ActorRef] | None:
+        """``ref``'s supervisor and how it names the child (an id, or ``ref`` for a
+        dynamic supervisor); ``None`` for an unsupervised actor."""
+        proc = ref._proc
+        parent = proc.parent
+        if parent is None or not isinstance(parent.ref, SupervisorRef):
+            return None
+        child_id, _ = supervisor_record(proc)
+        if child_id is None:
+            return None
+        if isinstance(parent.actor, DynamicSupervisor):
+            return parent.ref, ref
+        return parent.ref, child_id
+
+    async def stop_actor(
+        self, ref: ActorRef, reason: ExitKind | ExitReason = "shutdown"
+    ) -> ExitReason:
+        """Stop an actor as the node does at shutdown: let its handler finish, run
+        ``terminate`` within its shutdown time, else cancel it. Its exit reason.
+
+        A supervised actor is restarted by its supervisor according to its restart
+        type; use the supervisor's ``terminate_child`` to keep it stopped.
+        """
+        proc = ref._proc
+        return await proc.shutdown_with(as_exit_reason(reason), proc.shutdown)
+
+    def find(self, actor_id: int) -> ActorRef | None:
+        """The live actor with this id (the number in ``<actor aria.17 ...>``), or ``None``."""
+        proc = self._procs.get(actor_id)
+        return proc.ref if proc is not None else None
+
+    # ======================================================================================
+    # Introspection (reads records directly: no message is sent, nothing is changed)
+    # ======================================================================================
+
+    def info(self, ref: ActorRef) -> ActorInfo:
+        """Everything the node knows about ``ref``'s actor (alive or not)."""
+        return actor_info(ref._proc)
+
+    def process_row(self, ref: ActorRef) -> ProcessRow:
+        """``ref``'s line in a process listing."""
+        return process_row(ref._proc)
+
+    def inspect_state(self, ref: ActorRef) -> dict[str, str]:
+        """The actor's state as its ``inspect_state`` shows it (secrets redacted).
+
+        Raises:
+            NoProcess: the actor has exited.
+        """
+        actor = ref._proc.actor
+        if actor is None:
+            raise NoProcess(ref)
+        return actor.inspect_state()
+
+    def message_types(self, ref: ActorRef) -> list[type[msgspec.Struct]]:
+        """The message types ``ref``'s actor has handlers for."""
+        return list(ref._proc.actor_class.__aria_handlers__)
+
+    def tree(self) -> list[TreeNode]:
+        """The supervision trees: services in boot order, then other top-level actors."""
+        return supervision_tree(self)
+
+    def trace(self, ref: ActorRef, enabled: bool) -> None:
+        """Log every message ``ref``'s actor receives and sends (like ``sys:trace``).
+
+        Each one gives a ``trace`` log event (``direction`` in or out, the message,
+        the peer). Tracing ends by itself when the actor exits.
+        """
+        proc = ref._proc
+        if proc.state == DEAD:
+            raise NoProcess(ref)
+        if enabled and proc.tracer is None:
+            proc.tracer = True
+            proc.context.run(CURRENT_PROCESS.set, proc)
+            self.tracing += 1
+        elif not enabled and proc.tracer is not None:
+            proc.tracer = None
+            self.tracing -= 1
+
+    def apply_runtime_config(self, runtime: RuntimeConfig) -> list[str]:
+        """Switch to new runtime settings while running; the keys that changed.
+
+        New mailbox sizes and shutdown times apply to actors started from now on;
+        the loop-lag probe and the dead-letter log rate change at once; the event
+        loop cannot change (it is reported, not applied).
+        """
+        old = self.config.runtime
+        changed = [
+            field.name
+            for field in msgspec.structs.fields(RuntimeConfig)
+            if getattr(old, field.name) != getattr(runtime, field.name)
+        ]
+        live = [key for key in changed if key != "event_loop"]
+        applied = msgspec.structs.replace(runtime, event_loop=old.event_loop)
+        self.config = msgspec.structs.replace(self.config, runtime=applied)
+        if "loop_lag_interval" in live:
+            self.loop_lag.stop()
+            self.loop_lag.interval = runtime.loop_lag_interval
+            if self._state == UP:
+                self.loop_lag.start(self.loop)
+        if "dead_letter_logs_per_second" in live:
+            self._dead_letter_log.per_second = runtime.dead_letter_logs_per_second
+        return live
+
     # ======================================================================================
     # Services
     # ======================================================================================
 
     async def boot(
-        self, services: Sequence[ServiceSpec], *, only: Iterable[str] | None = None
+        self,
+        services: Sequence[ServiceSpec],
+        *,
+        only: Iterable[str] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> list[str]:
         """Start ``services`` (or the ``only`` ones and what they require) in cold-boot order.
 
         Each service's top supervisor is registered under the service's name and
         started only after everything it requires is up. Returns the names in
-        the order they were started.
+        the order they were started. ``progress(name, index, total)`` is called
+        before each service starts (the daemon turns it into systemd ``STATUS=``).
 
         Raises:
             BootError: a cycle, an unknown or duplicate name, or a service that is
@@ -370,8 +512,10 @@ class Node:
                 )
             to_start.append(spec)
         started: list[str] = []
-        for spec in to_start:
+        for index, spec in enumerate(to_start, 1):
             logger.info("service_starting", node=self.name, service=spec.name)
+            if progress is not None:
+                progress(spec.name, index, len(to_start))
             try:
                 ref = await self._spawn(
                     supervisor_class(spec.supervisor),
@@ -403,6 +547,7 @@ class Node:
             future = proc.exit_future = proc.exit_future or self.loop.create_future()
             future.add_done_callback(functools.partial(self._service_exited, spec))
             started.append(spec.name)
+            self.boot_history.append(spec.name)
             logger.info("service_started", node=self.name, service=spec.name, supervisor=repr(ref))
         return started
 
@@ -417,6 +562,13 @@ class Node:
     def services(self) -> list[str]:
         """The running services, in boot order."""
         return list(self._services)
+
+    def service(self, name: str) -> tuple[ServiceSpec, SupervisorRef] | None:
+        """A running service's spec and top supervisor, or ``None``."""
+        running = self._services.get(name)
+        if running is None:
+            return None
+        return running.spec, cast(SupervisorRef, running.proc.ref)
 
     def _service_exited(self, spec: ServiceSpec, future: asyncio.Future[ExitReason]) -> None:
         if self._state != UP or self._services.get(spec.name) is None:
@@ -493,3 +645,29 @@ class Node:
     def _count_restart(self, supervisor: Process, child_id: str) -> None:
         key = (supervisor.ref.name or repr(supervisor.ref), child_id)
         self.restart_counts[key] = self.restart_counts.get(key, 0) + 1
+
+    def _trace_in(self, proc: Process, item: object) -> None:
+        message = getattr(item, "message", item)
+        kind = "call" if message is not item else "cast"
+        logger.info(
+            "trace",
+            actor=repr(proc.ref),
+            service=proc.service,
+            direction="in",
+            kind=kind,
+            message=short_repr(message),
+        )
+
+    def _trace_out(self, target: ActorRef, message: object, kind: str) -> None:
+        sender = CURRENT_PROCESS.get()
+        if sender is None or sender.tracer is None:
+            return
+        logger.info(
+            "trace",
+            actor=repr(sender.ref),
+            service=sender.service,
+            direction="out",
+            kind=kind,
+            to=repr(target),
+            message=short_repr(message),
+        )

@@ -104,7 +104,7 @@ class Process(Mailbox):
         self.exit_future: asyncio.Future[ExitReason] | None = None
         self.shutdown: Shutdown = shutdown
         self.logger: Any = None
-        self.tracer: Any = None
+        self.tracer: bool | None = None  # True while traced (``Node.trace``)
         self.mailbox = None
         self.mailbox_size = mailbox_size
         self.putters = None
@@ -158,6 +158,8 @@ class Process(Mailbox):
                     if entry is None:
                         continue
                 self.current = item
+                if self.tracer is not None:
+                    self.node._trace_in(self, item)
                 result = entry[0](actor, message)
                 if entry[1]:
                     self.handled += count
@@ -220,6 +222,8 @@ class Process(Mailbox):
                     if entry is None:
                         continue
                 self.current = item
+                if self.tracer is not None:
+                    self.node._trace_in(self, item)
                 result = entry[0](actor, message)
                 if entry[1]:
                     pending = result
@@ -266,6 +270,8 @@ class Process(Mailbox):
         node.inline_budget -= 1
         self.scheduled = True
         self.current = envelope
+        if self.tracer is not None:
+            node._trace_in(self, envelope)
         try:
             result = self.context.run(function, self.actor, envelope.message)
         except Exception as exc:

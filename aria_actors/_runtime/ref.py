@@ -98,6 +98,8 @@ class ActorRef:
         if proc.state > 1:
             raise NoProcess(self)
         loop = proc.loop
+        if proc.node.tracing:
+            proc.node._trace_out(self, message, "call")
         if asyncio.get_running_loop() is not loop:
             raise RuntimeError(
                 f"{self!r} was called from outside its node's event loop; "
@@ -148,6 +150,8 @@ class ActorRef:
         if type(message) not in MESSAGE_TYPES:
             check_message(message)
         proc = self._proc
+        if proc.node.tracing:
+            proc.node._trace_out(self, message, "cast")
         if proc.state > 1:
             proc.node._dead_letter(self, message)
             return
@@ -178,6 +182,8 @@ class ActorRef:
         if type(message) not in MESSAGE_TYPES:
             check_message(message)
         proc = self._proc
+        if proc.node.tracing:
+            proc.node._trace_out(self, message, "cast")
         if proc.state > 1:
             proc.node._dead_letter(self, message)
             return

@@ -45,6 +45,7 @@ from .supervisor_api import (
     CountChildren,
     DeleteChild,
     RestartChild,
+    RestartRunning,
     StartChild,
     SupervisorRef,
     TerminateChild,
@@ -382,6 +383,17 @@ class Supervisor(SupervisorBase):
         except StartError as error:
             return error
 
+    @handles(RestartRunning)
+    async def restart_running(self, message: RestartRunning) -> ActorRef | AriaError:
+        child = self.find(message.child) if isinstance(message.child, str) else None
+        if child is None or child.proc is None:
+            return SupervisorError("not_running", message.child, "no such running child")
+        await self.stop_one(child)
+        try:
+            return await self.start_one(child)
+        except StartError as error:
+            return error
+
     @handles(DeleteChild)
     def delete_child(self, message: DeleteChild) -> AriaError | None:
         child = self.find(message.id)
@@ -503,6 +515,19 @@ class DynamicSupervisor(SupervisorBase):
         await self.stop_one(child)
         self.forget(child)
         return None
+
+    @handles(RestartRunning)
+    async def restart_running(self, message: RestartRunning) -> ActorRef | AriaError:
+        target = message.child
+        child = self.by_proc.get(target._proc) if isinstance(target, ActorRef) else None
+        if child is None:
+            return SupervisorError("not_running", target, "not a running child of this supervisor")
+        await self.stop_one(child)
+        self.forget(child)
+        try:
+            return await self.add(child)
+        except StartError as error:
+            return error
 
     @handles(RestartChild, DeleteChild)
     def static_only(self, message: RestartChild | DeleteChild) -> AriaError:

@@ -76,6 +76,12 @@ class DeleteChild(msgspec.Struct, frozen=True, tag=True):
     id: str
 
 
+class RestartRunning(msgspec.Struct, frozen=True, tag=True):
+    """Request: stop a child by its shutdown spec and start it again in place."""
+
+    child: Any
+
+
 class TryAgainRestart(msgspec.Struct, frozen=True, tag=True):
     """Internal: retry a restart whose start failed (counts against the intensity)."""
 
@@ -139,6 +145,20 @@ class SupervisorRef(ActorRef):
             StartError: it failed to start.
         """
         return cast(ActorRef, await self._request(RestartChild(child_id), timeout))
+
+    async def restart(
+        self, child: str | ActorRef, timeout: float = DEFAULT_SUPERVISOR_TIMEOUT
+    ) -> ActorRef:
+        """Stop a running child (by its shutdown spec) and start it again, in place.
+
+        By id for a static supervisor, by reference for a dynamic one. The restart
+        is asked for, so it does not count against the restart intensity.
+
+        Raises:
+            SupervisorError: no such running child.
+            StartError: it failed to start again (a static child's spec is kept).
+        """
+        return cast(ActorRef, await self._request(RestartRunning(child), timeout))
 
     async def delete_child(
         self, child_id: str, timeout: float = DEFAULT_SUPERVISOR_TIMEOUT
