@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint typecheck unit bench setup clean
+.PHONY: run console test lint typecheck unit bench bench-node setup clean
 
 setup: $(STAMP)
 
@@ -26,10 +26,15 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	@touch $@
 
 run: $(STAMP)
+	@echo "aria-node on the embedded defaults; attach a console from another terminal with:"
+	@echo "    $(BIN)/aria-console            (or: make console)"
 	$(BIN)/aria-node
 
+console: $(STAMP)
+	$(BIN)/aria-console
+
 lint: $(STAMP)
-	$(BIN)/ruff check aria_actors tests benchmarks bin/aria-node
+	$(BIN)/ruff check aria_actors tests benchmarks bin/aria-node bin/aria-console
 	$(BIN)/ruff format --check aria_actors tests benchmarks
 
 typecheck: $(STAMP)
@@ -42,6 +47,9 @@ test: lint typecheck unit
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_runtime.py
+
+bench-node: $(STAMP)
+	$(BIN)/python benchmarks/bench_node.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
