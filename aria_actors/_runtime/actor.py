@@ -264,8 +264,10 @@ class Actor:
         proc = self._proc
         logger = proc.logger
         if logger is None:
-            logger = proc.logger = structlog.get_logger("aria_actors.actor").bind(
-                actor=repr(proc.ref), service=proc.service
+            # A lazy proxy: it follows structlog's configuration when that changes
+            # (a reloaded log level reaches actors that logged before).
+            logger = proc.logger = structlog.get_logger(
+                "aria_actors.actor", actor=repr(proc.ref), service=proc.service
             )
         return logger
 

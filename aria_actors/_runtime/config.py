@@ -11,7 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_origin
 
 import msgspec
 
@@ -130,6 +130,12 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 ENV_PREFIX = "ARIA_"
+HINTS: Final = {
+    "format": "one of: auto, json, console",
+    "level": "one of: debug, info, warning, error, critical",
+    "event_loop": "one of: auto, asyncio, uvloop",
+}
+"""What the enumerated keys accept, added to their error messages."""
 
 
 def load_node_config(path: str | Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
@@ -148,7 +154,7 @@ def load_node_config(path: str | Path, environ: Mapping[str, str] | None = None)
     raw = read_toml(file)
     overridden = apply_environment(raw, os.environ if environ is None else environ)
     try:
-        return convert(raw, NodeConfig, file)
+        return convert(raw, NodeConfig, file, HINTS)
     except ConfigError as exc:
         for variable, key in overridden.items():
             if key in str(exc):
@@ -183,13 +189,35 @@ def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[s
         table = raw.setdefault(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{variable}: [{section}] in the file is not a table")
-        table[key] = parse_value(environ[variable])
+        field_type = next(
+            field.type for field in msgspec.structs.fields(section_type) if field.name == key
+        )
+        table[key] = parse_value(environ[variable], field_type)
         applied[variable] = f"{section}.{key}"
     return applied
 
 
-def parse_value(text: str) -> Any:
-    """A TOML value (``64``, ``true``, ``[1, 2]``, ``"x"``), or else ``text`` itself."""
+TRUE: Final = frozenset({"true", "yes", "on", "1"})
+FALSE: Final = frozenset({"false", "no", "off", "0"})
+
+
+def parse_value(text: str, field_type: object = None) -> Any:
+    """The value of an environment override, read for the field it sets.
+
+    A text field takes the text as it is (``ARIA_NODE__NAME=12`` is the name "12");
+    a boolean takes true/false, yes/no, on/off, 1/0 in any case; anything else is
+    read as a TOML value (``64``, ``2.5``, ``["a", "b"]``), or else kept as text so
+    the error names the key.
+    """
+    if field_type is str or get_origin(field_type) is Literal:
+        return text
+    if field_type is bool:
+        word = text.strip().lower()
+        if word in TRUE:
+            return True
+        if word in FALSE:
+            return False
+        return text
     try:
         return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:

@@ -18,6 +18,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import shlex
 from typing import Final
 
@@ -64,6 +66,20 @@ COMMANDS: Final = (
 )
 """Every command word (the completer offers these)."""
 
+USAGE: Final = {
+    "ps": "ps [--all] [--limit N] [--sort mailbox|handled|id|restarts] [--service S]",
+    "top": "top [--interval S] [--count N] [--limit N]",
+    "logs": "logs [--limit N] [--service S] [--actor A] [--level L] [--follow]",
+    "info": "info NAME",
+    "state": "state NAME",
+    "restart": "restart NAME",
+    "stop": "stop NAME",
+    "trace": "trace NAME on|off",
+}
+"""The usage line shown with an error in a command's arguments."""
+
+ACTOR_REPR: Final = re.compile(r"<actor ([\w.-]+)[^>]*>")
+
 NAMED: Final = frozenset({"info", "state", "call", "cast", "restart", "stop", "trace"})
 """Commands whose first argument is an actor (the completer offers names there)."""
 
@@ -106,7 +122,7 @@ def parse(line: str) -> Command | None:
     Raises:
         CommandError: an unknown command or wrong arguments (with the usage).
     """
-    text = line.strip()
+    text = ACTOR_REPR.sub(r"\1", line.strip())  # "<actor aria.17 counter>" names aria.17
     if not text or text.startswith("#"):
         return None
     word, _, rest = text.partition(" ")
@@ -128,8 +144,13 @@ def parse(line: str) -> Command | None:
     try:
         args = shlex.split(rest)
     except ValueError as exc:
-        raise CommandError(f"{word}: {exc}") from exc
+        raise CommandError(_with_usage(word, f"{word}: {exc}")) from exc
     return _simple(word, args)
+
+
+def _with_usage(word: str, message: str) -> str:
+    usage = USAGE.get(word)
+    return f"{message}\nusage: {usage}" if usage else message
 
 
 def _simple(word: str, args: list[str]) -> Command:
@@ -176,8 +197,8 @@ def _simple(word: str, args: list[str]) -> Command:
         parser.add_argument("--count", type=int, default=0)
         parser.add_argument("--limit", type=int, default=20)
         options = _parse_options(parser, args)
-        if options.interval <= 0:
-            raise CommandError("top: --interval must be > 0")
+        if not 0 < options.interval < math.inf:
+            raise CommandError(_with_usage("top", "top: --interval must be a number > 0"))
         return Top(interval=options.interval, count=options.count, limit=options.limit)
     if word == "logs":
         parser = _options("logs")
@@ -203,4 +224,6 @@ def _parse_options(parser: _Parser, args: list[str]) -> argparse.Namespace:
     try:
         return parser.parse_args(args)
     except argparse.ArgumentError as exc:
-        raise CommandError(f"{parser.prog}: {exc}") from exc
+        raise CommandError(_with_usage(parser.prog, f"{parser.prog}: {exc}")) from exc
+    except CommandError as exc:
+        raise CommandError(_with_usage(parser.prog, str(exc))) from exc

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import inspect
 import io
+import math
 import re
 import traceback
 from collections.abc import Awaitable, Callable
@@ -63,7 +64,7 @@ from .protocol import (
 )
 
 YIELD_EVERY: Final = 5000
-ACTOR_ID: Final = re.compile(r"^(?:[\w-]+\.)?(\d+)$")
+ACTOR_ID: Final = re.compile(r"^(?:(?P<node>[\w-]+)\.)?(?P<id>\d+)$")
 
 
 class NotFound(Exception):
@@ -143,12 +144,12 @@ class Commands:
         """
         text = name.strip()
         if text.startswith("<actor ") and text.endswith(">"):
-            text = text[len("<actor ") : -1].split()[0]
+            text = (text[len("<actor ") : -1].split() or [""])[0]
         ref = self.node.whereis(text)
         if ref is None:
             match = ACTOR_ID.match(text)
-            if match:
-                ref = self.node.find(int(match[1]))
+            if match and match["node"] in (None, self.node.name):
+                ref = self.node.find(int(match["id"]))
         if ref is None or not ref.is_alive():
             raise NotFound(f"no actor {name!r} on node {self.node.name} (try: ps)")
         return ref
@@ -264,6 +265,10 @@ class Commands:
             ) from exc
 
     async def call(self, request: Call, session: Session) -> Reply:
+        if not 0 < request.timeout < math.inf:
+            return Failed(
+                "bad_request", f"timeout must be a positive number, not {request.timeout}"
+            )
         ref = self.resolve(request.name)
         reply = await ref.call(self.message_for(ref, request.message), timeout=request.timeout)
         return ValueReply(value=msgspec.json.encode(reply, enc_hook=repr).decode())
@@ -277,6 +282,12 @@ class Commands:
         ref = self.resolve(request.name)
         supervised = self.node.supervisor_of(ref)
         if supervised is None:
+            if ref.name in self.node.services:
+                return Failed(
+                    "failed",
+                    f"{ref!r} is the top supervisor of service {ref.name}; restart its children, "
+                    "or restart the node",
+                )
             return Failed("failed", f"{ref!r} has no supervisor to restart it (stop it instead)")
         supervisor, child = supervised
         new = await supervisor.restart(child)
@@ -289,6 +300,14 @@ class Commands:
             supervisor, child = supervised
             await supervisor.terminate_child(child)
             return Done(f"stopped {ref!r} through {supervisor!r} (it stays stopped)")
+        for name in self.node.services:
+            found = self.node.service(name)
+            if found is not None and found[1] == ref and found[0].restart != "temporary":
+                return Failed(
+                    "failed",
+                    f"{ref!r} is the top of the {found[0].restart} service {name}: stopping it "
+                    "would stop the node with exit status 1; use shutdown to stop the node",
+                )
         reason = await self.node.stop_actor(ref)
         return Done(f"stopped {ref!r}: {reason}")
 
@@ -318,17 +337,23 @@ class Commands:
         namespace["print"] = console_print
         flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         try:
-            try:
-                code = compile(request.code, "<console>", "eval", flags=flags)
-                is_expression = True
-            except SyntaxError:
+            code = compile(request.code, "<console>", "eval", flags=flags)
+            is_expression = True
+        except SyntaxError:
+            is_expression = False
+        try:
+            if not is_expression:
                 code = compile(request.code, "<console>", "exec", flags=flags)
-                is_expression = False
-            result = eval(code, namespace)
-            if inspect.iscoroutine(result):
-                result = await result
-        except Exception:
-            return EvalReply(output=output.getvalue(), value="", error=traceback.format_exc())
+            with contextlib.redirect_stdout(output):
+                result = eval(code, namespace)
+                if code.co_flags & inspect.CO_COROUTINE:  # top-level await: run it
+                    result = await result
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # exit() or sys.exit() in the console must not stop the node; the frames of
+            # this module are left out of the traceback.
+            tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+            text = "".join(traceback.format_exception(type(exc), exc, tb))
+            return EvalReply(output=output.getvalue(), value="", error=text)
         value = ""
         if is_expression and result is not None:
             namespace["_"] = result

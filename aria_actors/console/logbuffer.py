@@ -19,15 +19,34 @@ LEVELS: Final = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical"
 FOLLOW_QUEUE: Final = 1000
 
 
+INT64: Final = range(-(2**63), 2**64)
+
+
 def plain(value: object) -> Any:
-    """``value`` if it is a JSON scalar, else its ``str``."""
-    if value is None or isinstance(value, bool | int | float | str):
+    """``value`` as something msgpack and JSON carry: scalars as they are, except
+    integers past 64 bits and strings that are not valid Unicode (as text); lists of
+    scalars as lists; anything else as its ``str``."""
+    if value is None or isinstance(value, bool | float):
         return value
-    if isinstance(value, list | tuple) and all(
-        v is None or isinstance(v, bool | int | float | str) for v in value
-    ):
-        return list(value)
-    return str(value)
+    if isinstance(value, int):
+        return value if value in INT64 else str(value)
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, list | tuple):
+        return [
+            plain(v) if v is None or isinstance(v, bool | int | float | str) else _text(str(v))
+            for v in value
+        ]
+    return _text(str(value))
+
+
+def _text(text: str) -> str:
+    """``text`` with lone surrogates (undecodable file names) replaced."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 class LogFilter:
@@ -95,7 +114,10 @@ class LogBuffer:
             if threading.get_ident() == follower.thread:
                 follower.offer(record)
             else:
-                follower.loop.call_soon_threadsafe(follower.offer, record)
+                try:
+                    follower.loop.call_soon_threadsafe(follower.offer, record)
+                except RuntimeError:  # its loop closed meanwhile: nobody to tell
+                    self.unfollow(follower)
         return event_dict
 
     def resize(self, size: int) -> None:

@@ -18,9 +18,12 @@ import asyncio
 import os
 import sys
 
+import msgspec
+
 from .._runtime.errors import AriaError
 from .client import ConsoleClient, ConsoleError, Target, locate
-from .commandline import CommandError, parse
+from .commandline import Command, CommandError, parse
+from .protocol import Call
 from .render import Renderer
 from .session import run_command
 
@@ -50,9 +53,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print replies as JSON (with -c)")
     parser.add_argument("--no-colour", action="store_true", help="no ANSI colours")
     parser.add_argument(
-        "--timeout", type=float, default=5.0, help="seconds to wait for the node to answer"
+        "--timeout", type=float, default=5.0, help="seconds to wait for the node to attach"
+    )
+    parser.add_argument(
+        "--call-timeout", type=float, default=5.0, help="seconds a call may take (default 5)"
     )
     return parser.parse_args(argv)
+
+
+def with_timeout(command: Command, timeout: float) -> Command:
+    """``command`` with the console's call timeout, if it is a call."""
+    if isinstance(command, Call):
+        return msgspec.structs.replace(command, timeout=timeout)
+    return command
 
 
 async def one_shot(target: Target, args: argparse.Namespace) -> int:
@@ -73,9 +86,12 @@ async def one_shot(target: Target, args: argparse.Namespace) -> int:
         for command in commands:
 
             def write(text: str) -> None:
-                print(text, flush=True)
+                if text:
+                    print(text, flush=True)
 
-            ok = await run_command(client, command, write, renderer, json_output=args.json)
+            ok = await run_command(
+                client, with_timeout(command, args.call_timeout), write, renderer, args.json
+            )
             if not ok:
                 status = EXIT_FAILED
     finally:
@@ -88,7 +104,7 @@ async def attach_interactive(target: Target, args: argparse.Namespace) -> int:
 
     client = await ConsoleClient.attach(target, args.timeout)
     try:
-        return await interactive(client, colour=not args.no_colour)
+        return await interactive(client, colour=not args.no_colour, call_timeout=args.call_timeout)
     finally:
         await client.close()
 

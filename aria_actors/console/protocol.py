@@ -60,7 +60,8 @@ class Tree(msgspec.Struct, frozen=True, tag="tree", tag_field="op"):
 
 
 class Ps(msgspec.Struct, frozen=True, tag="ps", tag_field="op"):
-    """Actors, sorted by ``sort`` (largest first), at most ``limit`` (0: all)."""
+    """Actors sorted by ``sort`` (largest first; ``id``: oldest first), at most ``limit``
+    (0: all), optionally only one ``service``'s."""
 
     limit: int = 100
     service: str = ""
@@ -298,8 +299,16 @@ REPLY_DECODER: Final[msgspec.msgpack.Decoder[Reply]] = msgspec.msgpack.Decoder(R
 
 
 def encode_frame(message: Request | Reply) -> bytes:
-    """The bytes of one frame: length header and msgpack body."""
-    body = ENCODER.encode(message)
+    """The bytes of one frame: length header and msgpack body.
+
+    Raises:
+        ProtocolError: ``failed``: a value msgpack cannot carry (an integer over
+            64 bits, a string with lone surrogates).
+    """
+    try:
+        body = ENCODER.encode(message)
+    except (OverflowError, UnicodeEncodeError, TypeError) as exc:
+        raise ProtocolError("failed", f"the reply cannot be encoded: {exc}") from exc
     return HEADER.pack(len(body)) + body
 
 
@@ -341,7 +350,7 @@ def decode_request(body: bytes) -> Request:
         return REQUEST_DECODER.decode(body)
     except msgspec.ValidationError as exc:
         raise ProtocolError("bad_request", f"not a valid request: {exc}") from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError("malformed", f"not a msgpack frame: {exc}") from exc
 
 
@@ -355,5 +364,5 @@ def decode_reply(body: bytes) -> Reply:
         return REPLY_DECODER.decode(body)
     except msgspec.ValidationError as exc:
         raise ProtocolError("bad_request", f"not a valid reply: {exc}") from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError("malformed", f"not a msgpack frame: {exc}") from exc

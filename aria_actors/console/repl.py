@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import msgspec
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
@@ -26,7 +27,7 @@ from prompt_toolkit.shortcuts import print_formatted_text
 
 from .client import ConsoleClient, ConsoleError
 from .commandline import COMMANDS, NAMED, CommandError, Local, parse
-from .protocol import Eval, Names, NamesReply
+from .protocol import Call, Eval, Names, NamesReply
 from .render import Renderer
 from .session import run_command
 
@@ -78,6 +79,7 @@ async def interactive(
     input: Input | None = None,
     output: Output | None = None,
     history: History | None = None,
+    call_timeout: float = 5.0,
 ) -> int:
     """Run the prompt until ``quit``/Ctrl-D; the exit status (0, or 1 if the node went away)."""
     renderer = Renderer(colour=colour)
@@ -145,6 +147,8 @@ async def interactive(
                     python_mode = True
                     write("Python mode: lines run in the node; exit or Ctrl-D to leave")
                 continue
+            if isinstance(command, Call):
+                command = msgspec.structs.replace(command, timeout=call_timeout)
             task = asyncio.ensure_future(run_command(client, command, write, renderer))
             try:
                 await task

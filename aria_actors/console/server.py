@@ -43,6 +43,7 @@ from .protocol import (
 )
 
 HELLO_TIMEOUT: Final = 5.0
+HELLO_MAX_FRAME: Final = 4096
 WRITE_TIMEOUT: Final = 10.0
 PROBE_TIMEOUT: Final = 1.0
 
@@ -65,6 +66,8 @@ class ControlServer:
         self.max_frame = max_frame
         self.server: asyncio.AbstractServer | None = None
         self.connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self.stopping = False
+        self.stop_event = asyncio.Event()
 
     async def start(self) -> None:
         """Bind the socket (mode 0600), replacing a stale one.
@@ -73,15 +76,13 @@ class ControlServer:
             ConfigError: a live node already answers on the socket, or it cannot be bound.
         """
         await self._remove_stale()
-        old_umask = os.umask(0o177)
         try:
             self.server = await asyncio.start_unix_server(self._serve, path=str(self.path))
         except OSError as exc:
             raise ConfigError(
                 f"control socket {self.path}: cannot listen: {exc.strerror or exc}"
             ) from exc
-        finally:
-            os.umask(old_umask)
+        # The directory is 0700, so nobody else could reach the socket before this.
         os.chmod(self.path, 0o600)
 
     async def stop(self) -> None:
@@ -90,9 +91,13 @@ class ControlServer:
         Connections are closed (their sessions then end as if the console left);
         one still running after 2 seconds is cancelled.
         """
+        self.stopping = True
         if self.server is not None:
             self.server.close()
             self.server = None
+        self.stop_event.set()  # following consoles send what is queued, then end
+        if self.connections:
+            await asyncio.wait(set(self.connections), timeout=0.5)
         for writer in list(self.connections.values()):
             writer.close()
         if self.connections:
@@ -129,16 +134,32 @@ class ControlServer:
         self.connections[task] = writer
         try:
             await self._session(reader, writer)
-        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
-            pass  # the console went away, stopped reading, or the node is stopping
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the console went away, or the node is stopping
+        except RuntimeError:
+            if not self.stopping:  # uvloop: a write to a transport stop() closed
+                raise
+        except TimeoutError:
+            writer.transport.abort()  # it stopped reading: drop what it did not take
+        except asyncio.CancelledError:
+            if not self.stopping:
+                raise
+            # stop() cancelled a session that would not end: it is over, quietly
         finally:
             self.connections.pop(task, None)
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            try:
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
+            except (OSError, TimeoutError):
+                writer.transport.abort()
 
     async def _send(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
-        writer.write(encode_frame(reply))
+        try:
+            frame = encode_frame(reply)
+        except ProtocolError as exc:
+            frame = encode_frame(Failed(exc.code, str(exc)))
+        writer.write(frame)
         async with asyncio.timeout(WRITE_TIMEOUT):
             await writer.drain()
 
@@ -172,9 +193,9 @@ class ControlServer:
     ) -> bool:
         try:
             async with asyncio.timeout(HELLO_TIMEOUT):
-                body = await read_frame(reader, min(self.max_frame, 4096))
+                body = await read_frame(reader, HELLO_MAX_FRAME)
         except TimeoutError:
-            await self._reject(writer, "unauthenticated", "no hello within 5 s")
+            await self._reject(writer, "unauthenticated", f"no hello within {HELLO_TIMEOUT:g} s")
             return False
         except ProtocolError as exc:
             await self._reject(writer, "unauthenticated", f"the first frame is not a hello: {exc}")
@@ -213,6 +234,12 @@ class ControlServer:
         logger.info("console_attached", node=node.name, client=hello.client)
         return True
 
+    @staticmethod
+    async def _until_eof(reader: asyncio.StreamReader) -> None:
+        """Read and drop whatever a following console sends, until it closes."""
+        while await reader.read(65536):
+            pass
+
     async def _reject(self, writer: asyncio.StreamWriter, code: str, message: str) -> None:
         logger.warning("console_rejected", code=code, reason=message)
         with contextlib.suppress(ConnectionError, TimeoutError):
@@ -228,17 +255,30 @@ class ControlServer:
             return
         wanted = LogFilter(request.service, request.actor, request.level)
         follower = buffer.follow(wanted)
-        closed = asyncio.ensure_future(reader.read())  # the console sends nothing more
+        closed = asyncio.ensure_future(self._until_eof(reader))  # it sends nothing more
         try:
             await self._send(writer, LogsReply(events=buffer.recent(request.limit, wanted)))
-            while True:
-                step = asyncio.ensure_future(follower.next())
-                done, _ = await asyncio.wait({step, closed}, return_when=asyncio.FIRST_COMPLETED)
-                if closed in done:
-                    step.cancel()
-                    return
-                event, dropped = step.result()
-                await self._send(writer, LogEvent(event=event, dropped=dropped))
+            stopping = asyncio.ensure_future(self.stop_event.wait())
+            try:
+                while True:
+                    step = asyncio.ensure_future(follower.next())
+                    done, _ = await asyncio.wait(
+                        {step, closed, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if step not in done:
+                        step.cancel()
+                        if closed in done:
+                            return
+                        # the node is stopping: send what is queued (its last words), end
+                        while not follower.queue.empty():
+                            event, dropped = follower.queue.get_nowait(), follower.dropped
+                            follower.dropped = 0
+                            await self._send(writer, LogEvent(event=event, dropped=dropped))
+                        return
+                    event, dropped = step.result()
+                    await self._send(writer, LogEvent(event=event, dropped=dropped))
+            finally:
+                stopping.cancel()
         finally:
             closed.cancel()
             buffer.unfollow(follower)

@@ -148,6 +148,10 @@ class Daemon:
         self.interrupts = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.node = Node(name=config.node.name, config=config)
+        self.commands: Commands | None = None
+        self.server: ControlServer | None = None
+        self.ready = False  # READY=1 was sent (a reload may send it again only then)
+        self.stopped = False  # STOPPING=1 was sent
 
     async def run(self) -> int:
         """Run the node until it stops; its exit status.
@@ -161,22 +165,22 @@ class Daemon:
         cookie = load_or_create_cookie(state / COOKIE_NAME)
         directory = Path(config.node.supervisors) if config.node.supervisors else supervisors_dir()
         services = load_services(directory)
-        server: ControlServer | None = None
         watchdog: Watchdog | None = None
         node_file = state / NODE_FILE_NAME
+        wrote_node_file = False
         async with self.node as node:
             self.install_signals(node)
             node.when_stopping(self.stopping)
             try:
                 if config.console.enabled:
+                    self.commands = Commands(node, self.buffer, self.eval_enabled, self.shutdown)
                     server = ControlServer(
-                        Commands(node, self.buffer, self.eval_enabled, self.shutdown),
-                        cookie,
-                        socket_path(runtime),
-                        config.console.max_frame,
+                        self.commands, cookie, socket_path(runtime), config.console.max_frame
                     )
-                    await server.start()
+                    await server.start()  # refuses when a live node answers on the socket
+                    self.server = server
                     self.write_node_file(node_file, server.path)
+                    wrote_node_file = True
                 interval = watchdog_interval(self.environ) if self.notifier else None
                 if self.notifier is not None and interval is not None:
                     watchdog = Watchdog(self.notifier, interval)
@@ -193,10 +197,11 @@ class Daemon:
                 if watchdog is not None:
                     watchdog.stop()
                 await node.stop()
-                if server is not None:
-                    await server.stop()
-                with contextlib.suppress(FileNotFoundError):
-                    node_file.unlink()
+                if self.server is not None:
+                    await self.server.stop()
+                if wrote_node_file:  # never another live node's
+                    with contextlib.suppress(FileNotFoundError):
+                        node_file.unlink()
                 if self.notifier is not None:
                     self.notifier.close()
 
@@ -224,8 +229,9 @@ class Daemon:
         if not services:
             fields["note"] = f"no services are defined in {directory} yet; running the runtime only"
         logger.info("node_ready", **fields)
-        if notifier is not None:
+        if notifier is not None and not self.stopped:
             notifier.ready(f"running {len(booted)} service(s)")
+        self.ready = True
 
     # -- signals --------------------------------------------------------------------------
 
@@ -254,6 +260,7 @@ class Daemon:
             self.node.halt(EXIT_HALTED)
 
     def stopping(self) -> None:
+        self.stopped = True
         if self.notifier is not None:
             self.notifier.stopping("stopping services in reverse boot order")
 
@@ -261,22 +268,29 @@ class Daemon:
         return self.config.console.eval
 
     def reload(self) -> None:
-        """SIGHUP: read the configuration again and apply what can change live."""
-        if self.notifier is not None:
-            self.notifier.reloading("reloading the configuration")
+        """SIGHUP: read the configuration again and apply what can change live.
+
+        systemd hears RELOADING=1 and then READY=1 only once the node announced it
+        was ready (a reload during the boot must not declare it ready early), and
+        not while it is stopping.
+        """
+        tell = self.notifier if (self.ready and not self.stopped) else None
+        if tell is not None:
+            tell.reloading("reloading the configuration")
         try:
             new = read_config(self.args, self.environ)
         except AriaError as exc:
-            logger.error(
-                "config_reload_failed", error=str(exc), note="keeping the old configuration"
-            )
-            if self.notifier is not None:
-                self.notifier.reloaded("reload failed; running on the old configuration")
+            logger.error("config_reload_failed", error=str(exc), kept="the old configuration")
+            if tell is not None:
+                tell.reloaded("reload failed; running on the old configuration")
             return
+        old_log = self.config.log
         applied, restart = self.apply(new)
         logger.info("config_reloaded", applied=applied, needs_restart=restart)
-        if self.notifier is not None:
-            self.notifier.reloaded(f"reloaded ({len(applied)} change(s) applied)")
+        if new.log != old_log:  # last, so the event above is seen under the old settings
+            configure_logging(new.log, self.buffer)
+        if tell is not None:
+            tell.reloaded(f"reloaded ({len(applied)} change(s) applied)")
 
     def apply(self, new: NodeConfig) -> tuple[list[str], list[str]]:
         """Switch to ``new``; the keys applied live, and those that need a restart."""
@@ -287,12 +301,11 @@ class Daemon:
         live_console = {"eval", "log_buffer", "max_frame"}
         for key in changed(old.console, new.console):
             (applied if key in live_console else restart).append(f"console.{key}")
-        if self.buffer is not None and new.console.log_buffer != old.console.log_buffer:
-            self.buffer.resize(new.console.log_buffer)
-        log_changes = changed(old.log, new.log)
-        if log_changes:
-            configure_logging(new.log, self.buffer)
-            applied += [f"log.{key}" for key in log_changes]
+        if new.console.log_buffer != old.console.log_buffer:
+            self.resize_log_buffer(new.console.log_buffer, old.log)
+        if self.server is not None:
+            self.server.max_frame = new.console.max_frame
+        applied += [f"log.{key}" for key in changed(old.log, new.log)]
         self.config = msgspec.structs.replace(
             new,
             node=old.node,
@@ -300,6 +313,19 @@ class Daemon:
             console=msgspec.structs.replace(new.console, enabled=old.console.enabled),
         )
         return applied, restart
+
+    def resize_log_buffer(self, size: int, log: LogSection) -> None:
+        """Keep ``size`` recent events for ``logs`` (0: none), from now on."""
+        if size and self.buffer is None:
+            self.buffer = LogBuffer(size)
+            configure_logging(log, self.buffer)
+        elif size and self.buffer is not None:
+            self.buffer.resize(size)
+        elif not size and self.buffer is not None:
+            self.buffer = None
+            configure_logging(log, None)
+        if self.commands is not None:
+            self.commands.logs = self.buffer
 
     def write_node_file(self, path: Path, socket: Path) -> None:
         """``node.json``: how a console finds this node from its state directory."""
