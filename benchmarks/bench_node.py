@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -105,10 +106,15 @@ class NodeProcess:
     def stop(self) -> float:
         """SIGTERM; seconds to the process's exit (which must be 0)."""
         assert self.proc is not None
+        # wait() without a timeout blocks in waitpid (with one, it polls with growing
+        # sleeps, which would round the figure up); a timer kills a node that hangs.
+        guard = threading.Timer(TIMEOUT, self.proc.kill)
+        guard.start()
         started = time.perf_counter()
         self.proc.send_signal(signal.SIGTERM)
-        status = self.proc.wait(TIMEOUT)
+        status = self.proc.wait()
         elapsed = time.perf_counter() - started
+        guard.cancel()
         if status != 0:
             error = self.proc.stderr.read().decode() if self.proc.stderr else ""
             raise BenchmarkError(f"aria-node exited {status}: {error}")
