@@ -27,7 +27,7 @@ from prompt_toolkit.shortcuts import print_formatted_text
 
 from .client import ConsoleClient, ConsoleError
 from .commandline import COMMANDS, NAMED, CommandError, Local, parse
-from .protocol import Call, Eval, Names, NamesReply
+from .protocol import Call, Eval, Names, NamesReply, Shutdown
 from .render import Renderer
 from .session import run_command
 
@@ -151,7 +151,8 @@ async def interactive(
                 command = msgspec.structs.replace(command, timeout=call_timeout)
             task = asyncio.ensure_future(run_command(client, command, write, renderer))
             try:
-                await task
+                if await task and isinstance(command, Shutdown):
+                    return 0  # the node is going away: so does the console
             except KeyboardInterrupt:
                 task.cancel()
             except asyncio.CancelledError:
