@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -127,6 +128,7 @@ class NodeProcess:
         if self.proc is not None and self.proc.stderr is not None:
             self.proc.stderr.close()
         self.notify.close()
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def import_floor(repeats: int) -> list[float]:
@@ -171,11 +173,18 @@ def console_process(node: NodeProcess, repeats: int) -> list[float]:
 
 
 def run(repeats: int, workers: int) -> dict[str, Any]:
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"actors_per_service": workers + 3}
     print(f"  .. import floor x{repeats}", file=sys.stderr)
     results["import_floor"] = summary(import_floor(repeats))
     services = Path(tempfile.mkdtemp(prefix="aria-bench-sup-", dir="/tmp"))
-    write_services(services, workers)
+    try:
+        write_services(services, workers)
+        return measure(results, services, repeats)
+    finally:
+        shutil.rmtree(services, ignore_errors=True)
+
+
+def measure(results: dict[str, Any], services: Path, repeats: int) -> dict[str, Any]:
     for label, directory in (("runtime only", None), ("14 services", services)):
         boots, stops, consoles, attaches = [], [], [], []
         print(f"  .. {label}: boot/attach/stop x{repeats}", file=sys.stderr)
@@ -195,7 +204,6 @@ def run(repeats: int, workers: int) -> dict[str, Any]:
             "console_process": summary(consoles),
             "attach_first_answer": summary(attaches),
         }
-    results["actors_per_service"] = workers + 3
     return results
 
 

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -41,7 +42,16 @@ class Daemon:
         cwd: Path = ROOT,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        environment = {**os.environ, **(env or {})}
+        # Hermetic: the node's default state and runtime directories (from XDG) are a
+        # fresh short temporary directory, never the user's own.
+        self.home = Path(tempfile.mkdtemp(prefix="aria-d-", dir="/tmp"))
+        isolated = {
+            "XDG_STATE_HOME": str(self.home / "state"),
+            "XDG_RUNTIME_DIR": str(self.home / "run"),
+        }
+        environment = {**os.environ, **isolated, **(env or {})}
+        for name in [n for n in environment if n.startswith(("NOTIFY_", "WATCHDOG_"))]:
+            del environment[name]
         environment.pop("PYTHONUNBUFFERED", None)  # the daemon itself must flush its log lines
         self.proc = subprocess.Popen(
             [*command, "--log-format", "json", *args],
@@ -90,6 +100,7 @@ class Daemon:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def output(self) -> str:
         return f"--- stdout ---\n{''.join(self.stdout)}\n--- stderr ---\n{''.join(self.stderr)}"
