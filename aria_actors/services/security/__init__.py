@@ -1,0 +1,1 @@
+"""aria_security: secrets for every other service, their audit log, their rotation."""
