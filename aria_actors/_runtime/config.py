@@ -117,7 +117,8 @@ class LogSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A node's configuration: ``[node]``, ``[runtime]``, ``[console]``, ``[log]``.
+    """A node's configuration: ``[node]``, ``[runtime]``, ``[console]``, ``[log]``,
+    ``[services.<name>]``.
 
     An embedding application usually needs only ``runtime``; the other sections are
     read by the daemon (``aria-node``).
@@ -127,6 +128,8 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     runtime: RuntimeConfig = msgspec.field(default_factory=RuntimeConfig)
     console: ConsoleSection = msgspec.field(default_factory=ConsoleSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
+    services: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """``[services.<name>]``: each service's own settings, checked by that service."""
 
 
 ENV_PREFIX = "ARIA_"
@@ -175,6 +178,9 @@ def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[s
             continue
         section, _, key = variable.removeprefix(ENV_PREFIX).partition("__")
         section, key = section.lower(), key.lower()
+        if section == "services":
+            applied[variable] = _service_override(raw, variable, key, environ[variable])
+            continue
         section_type = sections.get(section)
         if section_type is None:
             raise ConfigError(
@@ -195,6 +201,25 @@ def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[s
         table[key] = parse_value(environ[variable], field_type)
         applied[variable] = f"{section}.{key}"
     return applied
+
+
+def _service_override(raw: dict[str, Any], variable: str, key: str, text: str) -> str:
+    """``ARIA_SERVICES__<SERVICE>__<KEY>[__<KEY>...]``: a service's own setting.
+
+    The service checks the value; here it is read as TOML, or kept as text.
+    """
+    parts = [part for part in key.split("__") if part]
+    if len(parts) < 2:
+        raise ConfigError(f"{variable}: expected ARIA_SERVICES__<SERVICE>__<KEY>")
+    table = raw.setdefault("services", {})
+    for part in parts[:-1]:
+        if not isinstance(table, dict):
+            raise ConfigError(f"{variable}: services.{'.'.join(parts)} is not a table")
+        table = table.setdefault(part, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{variable}: services.{'.'.join(parts)} is not a table")
+    table[parts[-1]] = parse_value(text)
+    return "services." + ".".join(parts)
 
 
 TRUE: Final = frozenset({"true", "yes", "on", "1"})

@@ -23,11 +23,13 @@ import functools
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import msgspec
 import structlog
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
 
 from .actor import Actor
 from .ambient import CURRENT_PROCESS
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 logger = structlog.get_logger("aria_actors")
+M = TypeVar("M", bound=MetricWrapperBase)
 
 NEW: Final = 0
 UP: Final = 1
@@ -78,8 +81,10 @@ class Node:
     """One Aria node. See the module documentation.
 
     ``name`` appears in every reference (``<actor aria.17 counter>``); ``config``
-    gives the runtime defaults; ``clock`` is where supervisors read time (tests
-    pass a virtual clock); ``metrics`` is the node's Prometheus registry.
+    gives the runtime defaults and the services' settings; ``clock`` is where
+    supervisors read time (tests pass a virtual clock); ``metrics`` is the node's
+    Prometheus registry; ``state_dir`` is where services keep files (the daemon
+    sets it; ``None``: services that need one refuse to start, saying so).
     """
 
     def __init__(
@@ -89,12 +94,15 @@ class Node:
         *,
         clock: Clock | None = None,
         metrics: CollectorRegistry | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"node name must be a non-empty string, got {name!r}")
         self.name = name
         self.config = config if config is not None else NodeConfig()
         self.clock: Clock = clock if clock is not None else SystemClock()
+        self.state_dir = state_dir
+        self._metric_objects: dict[str, Any] = {}
         self.metrics = metrics if metrics is not None else CollectorRegistry(auto_describe=True)
         self.loop: asyncio.AbstractEventLoop = cast(asyncio.AbstractEventLoop, None)
         self.exit_status: int | None = None
@@ -197,6 +205,26 @@ class Node:
             self._state = STOPPED
             self._stopped.set()
             logger.info("node_stopped", node=self.name, exit_status=self.exit_status)
+
+    def metric(self, kind: type[M], name: str, documentation: str, **options: Any) -> M:
+        """The node's Prometheus metric ``name`` of ``kind`` (``Counter``, ``Gauge``,
+        ``Histogram``...), created in ``node.metrics`` on first use and shared after,
+        so an actor can ask for it on every restart.
+
+        Raises:
+            TypeError: ``name`` exists with another kind.
+        """
+        existing = self._metric_objects.get(name)
+        if existing is None:
+            existing = kind(name, documentation, registry=self.metrics, **options)
+            self._metric_objects[name] = existing
+        if not isinstance(existing, kind):
+            raise TypeError(f"metric {name} is a {type(existing).__name__}, not a {kind.__name__}")
+        return existing
+
+    def service_settings(self, service: str) -> dict[str, Any]:
+        """The ``[services.<service>]`` table of the configuration (``{}`` if none)."""
+        return dict(self.config.services.get(service, {}))
 
     def when_stopping(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` when the node begins to stop (for any reason)."""

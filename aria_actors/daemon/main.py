@@ -162,6 +162,7 @@ class Daemon:
         config = self.config
         state = ensure_private_dir(state_dir(config, self.environ), "state directory")
         runtime = ensure_private_dir(runtime_dir(config, self.environ), "runtime directory")
+        self.node.state_dir = state  # where services keep their files
         cookie = load_or_create_cookie(state / COOKIE_NAME)
         directory = Path(config.node.supervisors) if config.node.supervisors else supervisors_dir()
         services = load_services(directory)

@@ -1,0 +1,292 @@
+"""PostgreSQL (and CockroachDB's PostgreSQL protocol) through an asyncpg pool.
+
+The pool opens connections when they are first needed (``min_size`` 0 by
+default), so a node starts while the database is down and the service reports
+itself degraded until it is back; a broken connection is dropped and replaced.
+
+Failures are translated here: a connection that cannot be made or breaks →
+:class:`DatabaseUnavailable` (retried within the caller's deadline when no
+statement of the work had run yet, since then nothing can be half done); a
+statement past its deadline → :class:`DatabaseTimeout`; anything the server
+refuses → :class:`QueryError` with its SQLSTATE. A transaction is all or nothing:
+if the connection breaks before ``COMMIT`` the server rolls it back; if it breaks
+*during* ``COMMIT`` the outcome is unknown and the error says so (``committed``
+is ``None``).
+
+Tenants: ``transaction(tenant=...)`` sets ``aria.tenant`` for that transaction
+only; tables with row-level security (see :mod:`.tenancy`) then show only that
+tenant's rows, whatever SQL runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final, Literal
+
+import asyncpg
+
+from .api import (
+    Connection,
+    DatabaseHealth,
+    DatabaseTimeout,
+    DatabaseUnavailable,
+    QueryError,
+    Row,
+)
+from .instruments import Instruments
+
+RETRY_DELAY: Final = 0.1
+UNAVAILABLE: Final = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+)
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``name``."""
+    return zlib.crc32(name.encode()) - (1 << 31)
+
+
+def _translate(exc: BaseException, what: str, committed: bool | None = False) -> Exception:
+    if isinstance(exc, asyncpg.exceptions.QueryCanceledError | asyncio.TimeoutError):
+        return DatabaseTimeout(f"{what}: ran past its deadline")
+    if isinstance(exc, UNAVAILABLE):
+        return DatabaseUnavailable(f"{what}: the database is unreachable ({exc})", committed)
+    if isinstance(exc, asyncpg.PostgresError):
+        return QueryError(f"{what}: {exc}", getattr(exc, "sqlstate", None))
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+
+
+class _Connection:
+    """Statements on one asyncpg connection, timed and translated."""
+
+    def __init__(self, connection: asyncpg.Connection, instruments: Instruments) -> None:
+        self.connection = connection
+        self.instruments = instruments
+        self.started = False  # a statement ran (a retry would no longer be safe)
+
+    async def _run(self, method: str, sql: str, args: Sequence[Any], timeout: float | None) -> Any:
+        self.started = True
+        try:
+            with self.instruments.timed(sql):
+                return await getattr(self.connection, method)(sql, *args, timeout=timeout)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            self.instruments.failed(type(exc).__name__)
+            raise _translate(exc, "statement") from exc
+
+    async def execute(self, sql: str, *args: Any, timeout: float | None = None) -> str:
+        return str(await self._run("execute", sql, args, timeout))
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.started = True
+        try:
+            with self.instruments.timed(sql):
+                await self.connection.executemany(sql, rows)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            self.instruments.failed(type(exc).__name__)
+            raise _translate(exc, "statement") from exc
+
+    async def fetch(self, sql: str, *args: Any, timeout: float | None = None) -> list[Row]:
+        return [dict(record) for record in await self._run("fetch", sql, args, timeout)]
+
+    async def fetchrow(self, sql: str, *args: Any, timeout: float | None = None) -> Row | None:
+        record = await self._run("fetchrow", sql, args, timeout)
+        return dict(record) if record is not None else None
+
+    async def fetchval(self, sql: str, *args: Any, timeout: float | None = None) -> Any:
+        return await self._run("fetchval", sql, args, timeout)
+
+
+class PostgresDatabase:
+    """A :class:`Database` on PostgreSQL; see the module documentation."""
+
+    dialect: Literal["postgres"] = "postgres"
+
+    def __init__(
+        self,
+        name: str,
+        dsn: str,
+        *,
+        min_size: int = 0,
+        max_size: int = 10,
+        command_timeout: float = 30.0,
+        acquire_timeout: float = 10.0,
+        instruments: Instruments | None = None,
+    ) -> None:
+        self.name = name
+        self.dsn = dsn
+        self.min_size = min_size
+        self.max_size = max_size
+        self.command_timeout = command_timeout
+        self.acquire_timeout = acquire_timeout
+        self.instruments = instruments or Instruments(None, name, float("inf"))
+        self.pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        """Create the pool (connections open on demand).
+
+        Raises:
+            DatabaseUnavailable: ``min_size`` connections could not be opened.
+        """
+        try:
+            self.pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                command_timeout=self.command_timeout,
+            )
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise _translate(exc, f"database {self.name}") from exc
+
+    @asynccontextmanager
+    async def _acquire(self, timeout: float | None) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection, retrying connection failures until ``timeout``."""
+        assert self.pool is not None, "PostgresDatabase.open() was not awaited"
+        deadline = time.monotonic() + (timeout if timeout is not None else self.acquire_timeout)
+        self.instruments.waiting += 1
+        try:
+            while True:
+                try:
+                    remaining = max(0.001, deadline - time.monotonic())
+                    connection = await self.pool.acquire(timeout=remaining)
+                    break
+                except BaseException as exc:
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    error = _translate(exc, f"database {self.name}")
+                    if not isinstance(error, DatabaseUnavailable) or time.monotonic() >= deadline:
+                        if isinstance(exc, asyncio.TimeoutError):
+                            raise DatabaseTimeout(
+                                f"database {self.name}: no free connection within the deadline"
+                            ) from exc
+                        raise error from exc
+                    await asyncio.sleep(min(RETRY_DELAY, max(0.0, deadline - time.monotonic())))
+        finally:
+            self.instruments.waiting -= 1
+        try:
+            yield connection
+        finally:
+            await self.pool.release(connection)
+
+    async def _one(self, method: str, sql: str, args: Sequence[Any], timeout: float | None) -> Any:
+        """One statement outside a transaction; a broken connection before it ran is retried."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.command_timeout)
+        while True:
+            async with self._acquire(max(0.001, deadline - time.monotonic())) as raw:
+                connection = _Connection(raw, self.instruments)
+                try:
+                    return await getattr(connection, method)(sql, *args, timeout=timeout)
+                except DatabaseUnavailable:
+                    if raw.is_closed() and time.monotonic() < deadline and method != "execute":
+                        continue  # a read on a dead pooled connection: try a fresh one
+                    raise
+
+    async def execute(self, sql: str, *args: Any, timeout: float | None = None) -> str:
+        return str(await self._one("execute", sql, args, timeout))
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self.transaction() as connection:
+            await connection.executemany(sql, rows)
+
+    async def fetch(self, sql: str, *args: Any, timeout: float | None = None) -> list[Row]:
+        result: list[Row] = await self._one("fetch", sql, args, timeout)
+        return result
+
+    async def fetchrow(self, sql: str, *args: Any, timeout: float | None = None) -> Row | None:
+        result: Row | None = await self._one("fetchrow", sql, args, timeout)
+        return result
+
+    async def fetchval(self, sql: str, *args: Any, timeout: float | None = None) -> Any:
+        return await self._one("fetchval", sql, args, timeout)
+
+    @asynccontextmanager
+    async def transaction(
+        self, tenant: str | None = None, timeout: float | None = None
+    ) -> AsyncIterator[Connection]:
+        deadline = time.monotonic() + (timeout if timeout is not None else self.acquire_timeout)
+        while True:
+            async with self._acquire(max(0.001, deadline - time.monotonic())) as raw:
+                transaction = raw.transaction()
+                try:
+                    await transaction.start()
+                    if tenant is not None:
+                        await raw.execute("SELECT set_config('aria.tenant', $1, true)", tenant)
+                except BaseException as exc:
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    error = _translate(exc, f"database {self.name}: begin")
+                    if isinstance(error, DatabaseUnavailable) and time.monotonic() < deadline:
+                        continue  # a dead pooled connection; nothing ran yet: a fresh one
+                    raise error from exc
+                connection = _Connection(raw, self.instruments)
+                try:
+                    yield connection
+                except BaseException:
+                    if not raw.is_closed():
+                        try:
+                            await transaction.rollback()
+                        except (asyncpg.PostgresError, *UNAVAILABLE):
+                            pass  # the connection broke: the server rolls back by itself
+                    raise
+                try:
+                    await transaction.commit()
+                except BaseException as exc:
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    raise _translate(exc, f"database {self.name}: commit", committed=None) from exc
+                return
+
+    @asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        """A session advisory lock on ``key``: one holder across every node."""
+        async with self._acquire(None) as raw:
+            number = lock_key(key)
+            await raw.execute("SELECT pg_advisory_lock($1)", number)
+            try:
+                yield
+            finally:
+                if not raw.is_closed():
+                    await raw.execute("SELECT pg_advisory_unlock($1)", number)
+
+    async def health(self) -> DatabaseHealth:
+        size = self.pool.get_size() if self.pool is not None else 0
+        idle = self.pool.get_idle_size() if self.pool is not None else 0
+        self.instruments.connections(size, idle)
+        started = time.perf_counter()
+        try:
+            await self.fetchval("SELECT 1", timeout=5.0)
+        except Exception as exc:  # a probe reports, it never raises
+            return DatabaseHealth(
+                self.name,
+                self.dialect,
+                False,
+                size,
+                idle,
+                self.instruments.waiting,
+                0.0,
+                f"degraded: {exc}",
+            )
+        elapsed = (time.perf_counter() - started) * 1000
+        return DatabaseHealth(
+            self.name, self.dialect, True, size, idle, self.instruments.waiting, round(elapsed, 3)
+        )
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
