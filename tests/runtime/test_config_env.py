@@ -82,7 +82,8 @@ def test_an_unknown_section_is_named_with_the_valid_ones(toml: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_node_config(toml, {"ARIA_BOGUS__X": "1"})
     assert str(caught.value) == (
-        "ARIA_BOGUS__X: unknown section 'bogus' (expected one of: node, runtime, console, log, services)"
+        "ARIA_BOGUS__X: unknown section 'bogus' "
+        "(expected one of: node, runtime, console, log, services)"
     )
 
 
