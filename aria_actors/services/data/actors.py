@@ -31,7 +31,7 @@ from ..security.api import SecretNotFound, SecretsUnavailable
 from ..security.client import Secrets
 from . import backup as backups
 from . import migrations
-from .api import Database, DatabaseError, DatabaseHealth, DatabaseUnavailable
+from .api import Database, DatabaseError, DatabaseHealth, DatabaseTimeout, DatabaseUnavailable
 from .instruments import Instruments
 from .postgres import PostgresDatabase
 from .settings import SERVICE, DatabaseSettings, DataSettings, load_settings
@@ -102,7 +102,7 @@ class DatabasesActor(Actor):
             for name, database in self.settings.databases.items():
                 self.databases[name] = await self.open(name, database)
                 self.healthy[name] = True
-            await migrations.migrate(self.databases["main"], SERVICE, MIGRATIONS)
+            await self.first_migration()
         except BaseException:
             await self.close_all()
             raise
@@ -110,6 +110,22 @@ class DatabasesActor(Actor):
 
     async def terminate(self, reason: ExitReason) -> None:
         await self.close_all()
+
+    async def first_migration(self) -> None:
+        """aria_data's own migrations, waiting (up to ``credentials_timeout``) for a
+        database that is not up yet: a node may start before its database does."""
+        deadline = time.monotonic() + self.settings.credentials_timeout
+        delay = 0.2
+        while True:
+            try:
+                await migrations.migrate(self.databases["main"], SERVICE, MIGRATIONS)
+                return
+            except (DatabaseUnavailable, DatabaseTimeout):
+                if time.monotonic() + delay > deadline:
+                    raise
+                self.log.warning("waiting_for_database", database="main", retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def close_all(self) -> None:
         for database in self.databases.values():

@@ -25,7 +25,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from .api import Database, DatabaseError, Dialect, MigrationError
+from .api import Database, Dialect, MigrationError, QueryError
 
 FILE: Final = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 TABLE: Final = "aria_migrations"
@@ -124,8 +124,10 @@ async def migrate(db: Database, service: str, directory: Path) -> list[str]:
 
     Raises:
         MigrationError: a changed or missing applied migration, a bad numbering, or
-            a migration that failed (its transaction rolled back; the ones before it
-            stay applied).
+            a migration the database refused (its transaction rolled back; the ones
+            before it stay applied).
+        DatabaseUnavailable, DatabaseTimeout: the database went away (retry later:
+            nothing of the interrupted migration was kept).
     """
     migrations = load(service, directory, db.dialect)
     async with db.lock("aria_migrations"):
@@ -150,7 +152,7 @@ async def migrate(db: Database, service: str, directory: Path) -> list[str]:
                         migration.checksum,
                         time.time(),
                     )
-            except DatabaseError as exc:
+            except QueryError as exc:  # the migration itself is wrong (the database is fine)
                 raise MigrationError(f"migration {service} {label} failed: {exc}") from exc
             done.append(label)
         return done

@@ -67,6 +67,7 @@ class DataSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     slow_query: float = 0.5
     health_interval: float = 10.0
     credentials_timeout: float = 30.0
+    """Seconds to wait at start for aria_security's credentials and for the database."""
 
     def __post_init__(self) -> None:
         if "main" not in self.databases:
