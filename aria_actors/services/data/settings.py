@@ -83,4 +83,7 @@ def load_settings(raw: Mapping[str, Any]) -> DataSettings:
     try:
         return msgspec.convert(dict(raw), DataSettings)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"services.{SERVICE}.{describe(exc)}") from exc
+        described = describe(exc).removeprefix("(top level)")
+        raise ConfigError(
+            f"services.{SERVICE}{'' if described.startswith(':') else '.'}{described}"
+        ) from exc

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Final
 
@@ -322,8 +322,9 @@ class SecretsActor(Actor):
     @handles(WatchSecrets)
     def watch(self, message: WatchSecrets) -> None:
         watcher = message.watcher
-        if not isinstance(watcher, ActorRef):
-            raise TypeError("WatchSecrets.watcher must be an ActorRef")
+        if not isinstance(watcher, ActorRef):  # refused to the caller; the actor goes on
+            self.defer_reply().fail(TypeError("WatchSecrets.watcher must be an ActorRef"))
+            return
         if watcher not in self.watchers:
             self.monitor(watcher)
         self.watchers[watcher] = message.prefix
@@ -337,24 +338,52 @@ class SecretsActor(Actor):
         self.watchers.pop(message.actor, None)
 
     @handles(VerifyAudit)
-    async def verify_audit(self, message: VerifyAudit) -> object:
-        if self.audit is None:
-            raise SecretsError("the audit log is off (services.aria_security.audit = false)")
-        return await run_blocking(verify, self.audit.path)
+    def verify_audit(self, message: VerifyAudit) -> None:
+        audit = self.audit
+        if audit is None:
+            error = SecretsError("the audit log is off (services.aria_security.audit = false)")
+            self.defer_reply().fail(error)
+            return
+
+        reply = self.defer_reply()
+
+        async def check() -> None:  # not a secret operation: not audited itself
+            try:
+                reply.reply(await run_blocking(verify, audit.path))
+            except OSError as exc:
+                reply.fail(SecretsError(f"cannot read the audit log {audit.path}: {exc}"))
+
+        self.background(check())
 
     # -- health ---------------------------------------------------------------------------
 
     @handles(SecurityHealth)
-    async def report_health(self, message: SecurityHealth) -> StoreHealth:
-        await self.probe()
-        return self.health
+    def report_health(self, message: SecurityHealth) -> None:
+        reply = self.defer_reply()
+
+        async def probe_and_reply() -> None:
+            await self.probe()
+            reply.reply(self.health)
+
+        self.background(probe_and_reply())
 
     @handles(Probe)
-    async def scheduled_probe(self, message: Probe) -> None:
-        await self.probe()
-        self.send_after(self.settings.health_interval if self.health.ok else self.backoff, Probe())
-        if not self.health.ok:
-            self.backoff = min(self.backoff * 2, self.settings.max_backoff)
+    def scheduled_probe(self, message: Probe) -> None:
+        """Probe in a task of its own: a backend that hangs must not hold the actor up."""
+
+        async def probe_then_schedule() -> None:
+            await self.probe()
+            interval = self.settings.health_interval if self.health.ok else self.backoff
+            self.send_after(interval, Probe())
+            if not self.health.ok:
+                self.backoff = min(self.backoff * 2, self.settings.max_backoff)
+
+        self.background(probe_then_schedule())
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def probe(self) -> None:
         health = await self.store.health()

@@ -19,8 +19,10 @@ server is away every read fails, nothing stale is served.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -91,13 +93,22 @@ def _read_file(path: str, what: str) -> str:
         raise SecretsAccessDenied(f"openbao {what} file {path}: {exc.strerror or exc}") from exc
 
 
+FRACTION = re.compile(r"\.(\d+)")
+
+
 def _time(text: str) -> float:
+    """An RFC 3339 time from OpenBao (``...T01:02:03.12345Z``, any precision) as UNIX time.
+
+    Raises:
+        SecretsError: it does not parse (a wrong time must not pass for 1970).
+    """
     if not text:
         return 0.0
+    normal = FRACTION.sub(lambda m: "." + (m[1] + "000000")[:6], text.replace("Z", "+00:00"))
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")[:26] + "+00:00").timestamp()
-    except ValueError:
-        return 0.0
+        return datetime.fromisoformat(normal).timestamp()
+    except ValueError as exc:
+        raise SecretsError(f"openbao sent a time that does not parse: {text!r}") from exc
 
 
 class OpenBaoStore:
@@ -114,13 +125,27 @@ class OpenBaoStore:
         self.token_expires: float | None = None  # monotonic; None: no lease (root token)
         self.token_renewable = False
         self.logged_in = False
+        self.login_lock = asyncio.Lock()
 
     # -- plumbing -------------------------------------------------------------------------
 
     async def _call(self, path: str | None, function: Callable[..., T], /, **kwargs: Any) -> T:
-        """Run ``function(**kwargs)`` in a thread after making sure we are logged in."""
-        await run_blocking(self._ensure_token, limiter=self.limiter)
-        return await run_blocking(self._translate, path, function, kwargs, limiter=self.limiter)
+        """Run ``function(**kwargs)`` in a thread after making sure we are logged in.
+
+        With AppRole, a token the server refuses (revoked, expired early) is replaced
+        by a fresh login and the request is made once more.
+        """
+        for attempt in (1, 2):
+            async with self.login_lock:  # one login for a burst of requests, not one each
+                await run_blocking(self._ensure_token, limiter=self.limiter)
+            try:
+                return await run_blocking(
+                    self._translate, path, function, kwargs, limiter=self.limiter
+                )
+            except SecretsAccessDenied:
+                if self.settings.auth != "approle" or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _translate(self, path: str | None, function: Callable[..., T], kwargs: dict[str, Any]) -> T:
         where = f" ({path})" if path else ""
@@ -159,21 +184,32 @@ class OpenBaoStore:
             try:
                 self._translate(None, self._renew, {})
                 return
-            except SecretsAccessDenied:
+            except SecretsUnavailable:
+                if self.settings.auth != "approle":
+                    raise
+                self.logged_in = False  # past its max TTL (or refused): log in afresh
+            except SecretsError:
                 self.logged_in = False
         settings = self.settings
         if settings.auth == "approle":
             secret_id = _read_file(settings.secret_id_file, "secret_id")
-            response = self._translate(
-                None,
-                self.client.auth.approle.login,
-                {
-                    "role_id": settings.role_id,
-                    "secret_id": secret_id,
-                    "mount_point": settings.approle_mount,
-                    "use_token": True,
-                },
-            )
+            try:
+                response = self._translate(
+                    None,
+                    self.client.auth.approle.login,
+                    {
+                        "role_id": settings.role_id,
+                        "secret_id": secret_id,
+                        "mount_point": settings.approle_mount,
+                        "use_token": True,
+                    },
+                )
+            except (SecretsUnavailable, SecretsSealed):
+                raise
+            except SecretsError as exc:  # a bad role or secret id is a 400, not a 403
+                raise SecretsAccessDenied(
+                    f"openbao refused the AppRole login: {exc}; check role_id and secret_id"
+                ) from exc
             self._lease(response["auth"]["lease_duration"], response["auth"]["renewable"])
         else:
             token = (
@@ -204,6 +240,8 @@ class OpenBaoStore:
 
     async def get(self, path: str, version: int | None = None) -> Secret:
         check_path(path)
+        if version is not None and (isinstance(version, bool) or version < 1):
+            raise ValueError(f"secret versions start at 1, got {version!r}")
         response = await self._call(
             path,
             self.client.secrets.kv.v2.read_secret_version,
@@ -256,6 +294,7 @@ class OpenBaoStore:
         )
 
     async def list(self, prefix: str = "") -> list[str]:
+        prefix = prefix.rstrip("/")
         if prefix:
             check_path(prefix)
         found: list[str] = []

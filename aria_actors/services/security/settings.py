@@ -126,7 +126,10 @@ def load_settings(raw: Mapping[str, Any]) -> SecuritySettings:
     try:
         return msgspec.convert(dict(raw), SecuritySettings)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"services.{SERVICE}.{describe(exc)}") from exc
+        described = describe(exc).removeprefix("(top level)")
+        raise ConfigError(
+            f"services.{SERVICE}{'' if described.startswith(':') else '.'}{described}"
+        ) from exc
 
 
 def environ() -> Mapping[str, str]:
