@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
@@ -79,6 +80,8 @@ def with_credentials(dsn: str, user: str, password: str) -> str:
     """``dsn`` with ``user:password@`` put in (both URL-quoted)."""
     parts = urlsplit(dsn)
     host = parts.hostname or ""
+    if ":" in host:  # IPv6: keep the brackets
+        host = f"[{host}]"
     if parts.port:
         host = f"{host}:{parts.port}"
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
@@ -88,12 +91,13 @@ def with_credentials(dsn: str, user: str, password: str) -> str:
 class DatabasesActor(Actor):
     """The ``aria_data.databases`` actor; see the module documentation."""
 
-    secret_fields = frozenset({"dsns"})
+    secret_fields = frozenset({"dsns", "backup_dsns"})
 
     async def init(self) -> None:
         self.settings: DataSettings = load_settings(self.node.service_settings(SERVICE))
         self.databases: dict[str, Database] = {}
         self.dsns: dict[str, str] = {}
+        self.backup_dsns: dict[str, str] = {}
         self.healthy: dict[str, bool] = {}
         self.up = self.node.metric(
             Gauge, "aria_data_up", "1 while the database answers.", labelnames=["database"]
@@ -155,6 +159,10 @@ class DatabasesActor(Actor):
         if settings.credentials:
             dsn = await self.credentials(settings.dsn, settings.credentials)
         self.dsns[name] = dsn
+        if settings.backup_credentials:
+            self.backup_dsns[name] = await self.credentials(
+                settings.dsn, settings.backup_credentials
+            )
         postgres = PostgresDatabase(
             name,
             dsn,
@@ -200,36 +208,57 @@ class DatabasesActor(Actor):
                 f"no database {name!r} (configured: {', '.join(self.databases)})"
             ) from None
 
+    # Requests answer errors to the caller (a bad request must not crash the service and
+    # spend its restart intensity); the work runs in the handler, one at a time.
+
     @handles(GetDatabase)
-    def get_database(self, message: GetDatabase) -> Database:
-        return self.database(message.name)
+    def get_database(self, message: GetDatabase) -> Database | None:
+        try:
+            return self.database(message.name)
+        except DatabaseError as exc:
+            self.defer_reply().fail(exc)
+            return None
+
+    async def answer(self, work: Callable[[], Awaitable[object]]) -> object:
+        reply = self.defer_reply()
+        try:
+            reply.reply(await work())
+        except (DatabaseError, OSError, ValueError) as exc:
+            reply.fail(exc)
+        return None
 
     @handles(Migrate)
-    async def migrate(self, message: Migrate) -> list[str]:
-        database = self.database(message.database)
-        return await migrations.migrate(database, message.service, Path(message.directory))
+    async def migrate(self, message: Migrate) -> object:
+        return await self.answer(
+            lambda: migrations.migrate(
+                self.database(message.database), message.service, Path(message.directory)
+            )
+        )
 
     @handles(MigrationStatus)
-    async def migration_status(self, message: MigrationStatus) -> list[Any]:
-        database = self.database(message.database)
-        return await migrations.status(database, message.service, Path(message.directory))
+    async def migration_status(self, message: MigrationStatus) -> object:
+        return await self.answer(
+            lambda: migrations.status(
+                self.database(message.database), message.service, Path(message.directory)
+            )
+        )
 
     @handles(Backup)
-    async def backup(self, message: Backup) -> str:
-        database = self.database(message.database)
-        path = await backups.backup(
-            database, Path(message.destination), self.dsns.get(message.database)
-        )
-        return str(path)
+    async def backup(self, message: Backup) -> object:
+        async def work() -> str:
+            database = self.database(message.database)
+            dsn = self.backup_dsns.get(message.database) or self.dsns.get(message.database)
+            return str(await backups.backup(database, Path(message.destination), dsn))
+
+        return await self.answer(work)
 
     @handles(DataHealth)
     async def health(self, message: DataHealth) -> list[DatabaseHealth]:
-        return [await self.probe(name) for name in self.databases]
+        return list(await asyncio.gather(*(self.probe(name) for name in self.databases)))
 
     @handles(ProbeDatabases)
     async def scheduled_probe(self, message: ProbeDatabases) -> None:
-        for name in self.databases:
-            await self.probe(name)
+        await asyncio.gather(*(self.probe(name) for name in self.databases))
         self.send_after(self.settings.health_interval, ProbeDatabases())
 
     async def probe(self, name: str) -> DatabaseHealth:

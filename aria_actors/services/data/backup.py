@@ -20,6 +20,9 @@ import shutil
 import sqlite3
 from pathlib import Path
 from typing import Final
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import asyncpg
 
 from ..._runtime.blocking import run_blocking
 from .api import Database, DatabaseError
@@ -45,9 +48,29 @@ def tool(name: str) -> str:
     raise DatabaseError(f"{name} is not installed (Debian: apt-get install postgresql-client)")
 
 
-async def _run(*command: str) -> None:
+def _without_password(dsn: str) -> tuple[str, dict[str, str]]:
+    """The DSN without its password, and the environment that carries it instead
+    (``PGPASSWORD``): a password on a command line is readable by every user in ``ps``."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn, {}
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = quote(unquote(parts.username or ""), safe="")
+    netloc = f"{user}@{host}" if user else host
+    clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return clean, {"PGPASSWORD": unquote(parts.password)}
+
+
+async def _run(*command: str, env: dict[str, str] | None = None) -> None:
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     _, stderr = await process.communicate()
     if process.returncode != 0:
@@ -69,11 +92,23 @@ async def backup(db: Database, destination: Path, dsn: str | None = None) -> Pat
         return destination
     if not dsn:
         raise DatabaseError("a PostgreSQL backup needs the database's DSN")
+    clean, env = _without_password(dsn)
     try:
-        await _run(tool("pg_dump"), "--format=custom", f"--file={destination}", f"--dbname={dsn}")
-    except DatabaseError:
-        with contextlib.suppress(FileNotFoundError):
+        await _run(
+            tool("pg_dump"),
+            "--format=custom",
+            f"--file={destination}",
+            f"--dbname={clean}",
+            env=env,
+        )
+    except DatabaseError as exc:
+        with contextlib.suppress(OSError):
             os.remove(destination)  # no partial backup is left behind
+        if "row-level security" in str(exc):
+            raise DatabaseError(
+                f"{exc}; back up as a role with BYPASSRLS (services.aria_data.databases."
+                "<name>.backup_credentials)"
+            ) from exc
         raise
     os.chmod(destination, 0o600)
     return destination
@@ -82,12 +117,19 @@ async def backup(db: Database, destination: Path, dsn: str | None = None) -> Pat
 async def restore_postgres(source: Path, dsn: str) -> None:
     """Restore a ``pg_dump`` backup into the empty database at ``dsn``.
 
-    Raises:
-        DatabaseError: the database is not empty, or ``pg_restore`` failed.
-    """
-    import asyncpg
+    The restore runs as one transaction: if any object fails, nothing is left
+    half-restored.
 
-    connection = await asyncpg.connect(dsn)
+    Raises:
+        DatabaseError: ``source`` is missing, the database cannot be reached or is
+            not empty, or ``pg_restore`` failed.
+    """
+    if not await run_blocking(source.is_file):
+        raise DatabaseError(f"no backup at {source}")
+    try:
+        connection = await asyncpg.connect(dsn, timeout=10)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseError(f"cannot reach the restore target: {exc}") from exc
     try:
         tables = await connection.fetchval(
             "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', "
@@ -97,34 +139,71 @@ async def restore_postgres(source: Path, dsn: str) -> None:
         await connection.close()
     if tables:
         raise DatabaseError(f"refusing to restore into a database that has {tables} table(s)")
-    await _run(tool("pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={dsn}", str(source))
+    clean, env = _without_password(dsn)
+    await _run(
+        tool("pg_restore"),
+        "--no-owner",
+        "--exit-on-error",
+        "--single-transaction",
+        f"--dbname={clean}",
+        str(source),
+        env=env,
+    )
 
 
 async def restore_sqlite(source: Path, target: Path) -> None:
     """Restore a SQLite backup into ``target``, which must not exist or be empty.
 
+    The backup is checked (``PRAGMA integrity_check``) before anything is written;
+    a restore that fails part-way removes the file it created.
+
     Raises:
-        DatabaseError: ``target`` has tables, or ``source`` is not a SQLite database.
+        DatabaseError: ``source`` is missing or is not a sound SQLite database,
+            ``target`` has tables, or its directory does not exist.
     """
 
     def copy() -> None:
-        if target.exists() and target.stat().st_size:
-            with sqlite3.connect(target) as existing:
-                count = existing.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if not source.is_file():
+            raise DatabaseError(f"no backup at {source}")
+        if not target.parent.is_dir():
+            raise DatabaseError(f"cannot restore into {target}: {target.parent} does not exist")
+        existed = target.exists()
+        if existed and target.stat().st_size:
+            try:
+                with contextlib.closing(sqlite3.connect(target)) as existing:
+                    count = existing.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                raise DatabaseError(
+                    f"refusing to restore into {target}: it is not an empty SQLite database ({exc})"
+                ) from exc
             if count:
                 raise DatabaseError(f"refusing to restore into {target}: it has {count} objects")
-        source_db = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        created = False
         try:
-            source_db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            target_db = sqlite3.connect(target)
+            source_db = sqlite3.connect(f"file:{quote(str(source))}?mode=ro", uri=True)
             try:
-                source_db.backup(target_db)
+                verdict = source_db.execute("PRAGMA integrity_check").fetchall()
+                if [tuple(row) for row in verdict] != [("ok",)]:
+                    problems = "; ".join(str(row[0]) for row in verdict[:3])
+                    raise DatabaseError(f"{source} is a damaged SQLite backup: {problems}")
+                target_db = sqlite3.connect(target)
+                created = not existed
+                try:
+                    source_db.backup(target_db)
+                finally:
+                    target_db.close()
             finally:
-                target_db.close()
+                source_db.close()
         except sqlite3.DatabaseError as exc:
+            if created:
+                with contextlib.suppress(OSError):
+                    os.remove(target)
             raise DatabaseError(f"{source} is not a SQLite backup: {exc}") from exc
-        finally:
-            source_db.close()
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError):
+                    os.remove(target)
+            raise
         os.chmod(target, 0o600)
 
     await run_blocking(copy)

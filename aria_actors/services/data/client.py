@@ -89,8 +89,9 @@ class DatabaseProxy:
 
     @property
     def dialect(self) -> Dialect:
+        """The live database's dialect (``current()`` must have run once)."""
         if self._db is None:
-            raise RuntimeError("the dialect is known after the first statement (await current())")
+            raise RuntimeError("the dialect is known once the proxy resolved: await current()")
         return self._db.dialect
 
     async def execute(self, sql: str, *args: Any, timeout: float | None = None) -> str:

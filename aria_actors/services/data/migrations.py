@@ -70,6 +70,12 @@ def load(service: str, directory: Path, dialect: Dialect) -> list[Migration]:
     """
     folder = directory / dialect
     if not folder.is_dir():
+        others = [d for d in ("postgres", "sqlite") if d != dialect and (directory / d).is_dir()]
+        if others:
+            raise MigrationError(
+                f"{directory}: migrations exist for {others[0]} but not for {dialect} "
+                f"(expected {folder})"
+            )
         return []
     migrations: list[Migration] = []
     for file in sorted(folder.glob("*.sql")):
@@ -94,6 +100,19 @@ def load(service: str, directory: Path, dialect: Dialect) -> list[Migration]:
                 f"{expected:04d} belongs"
             )
     return migrations
+
+
+async def _create_table(db: Database) -> None:
+    """Create the bookkeeping table if it is missing.
+
+    Two sessions creating it at once make PostgreSQL's ``CREATE TABLE IF NOT
+    EXISTS`` fail with a unique violation (on ``pg_type``) in the one that waited;
+    by then the table exists, so the statement is tried once more.
+    """
+    try:
+        await db.execute(CREATE_TABLE)
+    except QueryError:
+        await db.execute(CREATE_TABLE)
 
 
 async def _applied(db: Database, service: str) -> dict[int, tuple[str, str, float]]:
@@ -131,7 +150,7 @@ async def migrate(db: Database, service: str, directory: Path) -> list[str]:
     """
     migrations = load(service, directory, db.dialect)
     async with db.lock("aria_migrations"):
-        await db.execute(CREATE_TABLE)
+        await _create_table(db)
         applied = await _applied(db, service)
         _check(migrations, applied)
         done: list[str] = []
@@ -161,8 +180,9 @@ async def migrate(db: Database, service: str, directory: Path) -> list[str]:
 async def status(db: Database, service: str, directory: Path) -> list[MigrationState]:
     """Every migration of ``service``: applied, pending, changed or missing."""
     migrations = load(service, directory, db.dialect)
-    await db.execute(CREATE_TABLE)
-    applied = await _applied(db, service)
+    async with db.lock("aria_migrations"):  # another node may be creating the table
+        await _create_table(db)
+        applied = await _applied(db, service)
     states: list[MigrationState] = []
     for migration in migrations:
         record = applied.get(migration.version)
@@ -200,7 +220,8 @@ def split_statements(sql: str) -> list[str]:
         if not current and (not stripped or stripped.startswith("--")):
             continue
         current.append(line)
-        if stripped.endswith(";"):
+        code = stripped.split("--", 1)[0].rstrip()  # a comment may follow the ';'
+        if code.endswith(";"):
             statements.append("\n".join(current).strip())
             current = []
     if any(line.strip() and not line.strip().startswith("--") for line in current):

@@ -40,15 +40,26 @@ from .api import (
 from .instruments import Instruments
 
 RETRY_DELAY: Final = 0.1
+PROBE_TIMEOUT: Final = 2.0
 UNAVAILABLE: Final = (
     OSError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.ConnectionFailureError,
-    asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.InternalClientError,  # a protocol state torn by a broken connection
 )
+BROKEN_CONNECTION: Final = ("closed", "released", "connection was lost", "another operation")
+READS: Final = ("SELECT", "SHOW", "VALUES", "TABLE")
+
+
+def closed(connection: asyncpg.Connection) -> bool:
+    """Whether a pooled connection is gone (a proxy asyncpg detached counts as gone)."""
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.exceptions.InterfaceError:
+        return True
 
 
 def lock_key(name: str) -> int:
@@ -61,6 +72,12 @@ def _translate(exc: BaseException, what: str, committed: bool | None = False) ->
         return DatabaseTimeout(f"{what}: ran past its deadline")
     if isinstance(exc, UNAVAILABLE):
         return DatabaseUnavailable(f"{what}: the database is unreachable ({exc})", committed)
+    if isinstance(exc, asyncpg.exceptions.InterfaceError):
+        # A connection asyncpg closed or detached is an outage; anything else it refuses
+        # on the client side (a wrong number of arguments) is the statement's fault.
+        if any(words in str(exc) for words in BROKEN_CONNECTION):
+            return DatabaseUnavailable(f"{what}: the connection broke ({exc})", committed)
+        return QueryError(f"{what}: {exc}")
     if isinstance(exc, asyncpg.PostgresError):
         return QueryError(f"{what}: {exc}", getattr(exc, "sqlstate", None))
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
@@ -72,32 +89,41 @@ class _Connection:
     def __init__(self, connection: asyncpg.Connection, instruments: Instruments) -> None:
         self.connection = connection
         self.instruments = instruments
-        self.started = False  # a statement ran (a retry would no longer be safe)
+        self.failed: Exception | None = None  # in a transaction: it can no longer commit
 
     async def _run(self, method: str, sql: str, args: Sequence[Any], timeout: float | None) -> Any:
-        self.started = True
         try:
             with self.instruments.timed(sql):
                 return await getattr(self.connection, method)(sql, *args, timeout=timeout)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            self.instruments.failed(type(exc).__name__)
-            raise _translate(exc, "statement") from exc
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: BaseException) -> Exception:
+        """Count and translate ``exc``; remember it when it aborted the transaction.
+
+        A server error (or a timeout, which cancels the statement on the server)
+        aborts the transaction; a client-side refusal (wrong number or type of
+        arguments) never reached the server, so the transaction goes on.
+        """
+        self.instruments.failed(type(exc).__name__)
+        error = _translate(exc, "statement")
+        if isinstance(exc, (asyncpg.PostgresError, TimeoutError)) or closed(self.connection):
+            self.failed = error
+        return error
 
     async def execute(self, sql: str, *args: Any, timeout: float | None = None) -> str:
         return str(await self._run("execute", sql, args, timeout))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.started = True
         try:
             with self.instruments.timed(sql):
                 await self.connection.executemany(sql, rows)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            self.instruments.failed(type(exc).__name__)
-            raise _translate(exc, "statement") from exc
+            raise self._failed(exc) from exc
 
     async def fetch(self, sql: str, *args: Any, timeout: float | None = None) -> list[Row]:
         return [dict(record) for record in await self._run("fetch", sql, args, timeout)]
@@ -156,20 +182,27 @@ class PostgresDatabase:
     @asynccontextmanager
     async def _acquire(self, timeout: float | None) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection, retrying connection failures until ``timeout``."""
-        assert self.pool is not None, "PostgresDatabase.open() was not awaited"
+        pool = self.pool
+        if pool is None:
+            raise DatabaseUnavailable(f"database {self.name} is closed")
         deadline = time.monotonic() + (timeout if timeout is not None else self.acquire_timeout)
+        unavailable: DatabaseUnavailable | None = None  # the last outage seen while retrying
         self.instruments.waiting += 1
         try:
             while True:
                 try:
                     remaining = max(0.001, deadline - time.monotonic())
-                    connection = await self.pool.acquire(timeout=remaining)
+                    connection = await pool.acquire(timeout=remaining)
                     break
                 except BaseException as exc:
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     error = _translate(exc, f"database {self.name}")
+                    if isinstance(error, DatabaseUnavailable):
+                        unavailable = error
                     if not isinstance(error, DatabaseUnavailable) or time.monotonic() >= deadline:
+                        if unavailable is not None:
+                            raise unavailable from exc  # down, not merely busy
                         if isinstance(exc, asyncio.TimeoutError):
                             raise DatabaseTimeout(
                                 f"database {self.name}: no free connection within the deadline"
@@ -181,7 +214,10 @@ class PostgresDatabase:
         try:
             yield connection
         finally:
-            await self.pool.release(connection)
+            try:
+                await pool.release(connection)
+            except (asyncpg.PostgresError, *UNAVAILABLE, asyncpg.exceptions.InterfaceError):
+                pass  # a broken connection: the pool drops it and opens another
 
     async def _one(self, method: str, sql: str, args: Sequence[Any], timeout: float | None) -> Any:
         """One statement outside a transaction; a broken connection before it ran is retried."""
@@ -192,7 +228,8 @@ class PostgresDatabase:
                 try:
                     return await getattr(connection, method)(sql, *args, timeout=timeout)
                 except DatabaseUnavailable:
-                    if raw.is_closed() and time.monotonic() < deadline and method != "execute":
+                    read = sql.lstrip().upper().startswith(READS)
+                    if read and closed(raw) and time.monotonic() < deadline:
                         continue  # a read on a dead pooled connection: try a fresh one
                     raise
 
@@ -236,11 +273,20 @@ class PostgresDatabase:
                 connection = _Connection(raw, self.instruments)
                 try:
                     yield connection
+                    if connection.failed is not None:  # PostgreSQL would turn COMMIT into ROLLBACK
+                        raise QueryError(
+                            f"database {self.name}: a statement of this transaction failed, "
+                            f"so none of it was committed ({connection.failed})"
+                        )
                 except BaseException:
-                    if not raw.is_closed():
+                    if not closed(raw):
                         try:
                             await transaction.rollback()
-                        except (asyncpg.PostgresError, *UNAVAILABLE):
+                        except (
+                            asyncpg.PostgresError,
+                            *UNAVAILABLE,
+                            asyncpg.exceptions.InterfaceError,
+                        ):
                             pass  # the connection broke: the server rolls back by itself
                     raise
                 try:
@@ -256,12 +302,20 @@ class PostgresDatabase:
         """A session advisory lock on ``key``: one holder across every node."""
         async with self._acquire(None) as raw:
             number = lock_key(key)
-            await raw.execute("SELECT pg_advisory_lock($1)", number)
+            try:
+                await raw.execute("SELECT pg_advisory_lock($1)", number)
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise _translate(exc, f"database {self.name}: lock {key}") from exc
             try:
                 yield
             finally:
-                if not raw.is_closed():
-                    await raw.execute("SELECT pg_advisory_unlock($1)", number)
+                if not closed(raw):
+                    try:
+                        await raw.execute("SELECT pg_advisory_unlock($1)", number)
+                    except (asyncpg.PostgresError, *UNAVAILABLE, asyncpg.exceptions.InterfaceError):
+                        pass  # the session ended: the server dropped the lock with it
 
     async def health(self) -> DatabaseHealth:
         size = self.pool.get_size() if self.pool is not None else 0
@@ -269,7 +323,8 @@ class PostgresDatabase:
         self.instruments.connections(size, idle)
         started = time.perf_counter()
         try:
-            await self.fetchval("SELECT 1", timeout=5.0)
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                await self.fetchval("SELECT 1", timeout=PROBE_TIMEOUT)
         except Exception as exc:  # a probe reports, it never raises
             return DatabaseHealth(
                 self.name,
@@ -286,7 +341,12 @@ class PostgresDatabase:
             self.name, self.dialect, True, size, idle, self.instruments.waiting, round(elapsed, 3)
         )
 
+    @property
+    def closed(self) -> bool:
+        """True once closed (a proxy then asks aria_data for the live one)."""
+        return self.pool is None
+
     async def close(self) -> None:
         if self.pool is not None:
-            await self.pool.close()
-            self.pool = None
+            pool, self.pool = self.pool, None
+            await pool.close()

@@ -68,10 +68,20 @@ class Repository:
         return name
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        db = self.db
-        if isinstance(db, Database) and self.tenant_scoped and db.dialect == "postgres":
-            async with db.transaction(tenant=self.tenant) as connection:
+    async def _connection(self, write: bool = False) -> AsyncIterator[Connection]:
+        """Where a statement runs: the caller's transaction if given one; else a
+        transaction of its own for writes (SQLite's readers are read-only) and, on
+        PostgreSQL, for tenant-scoped reads (so row-level security knows the tenant)."""
+        db: Any = self.db
+        resolve = getattr(db, "current", None)
+        if resolve is not None:  # a DatabaseProxy: the live database
+            db = await resolve()
+        if not isinstance(db, Database):
+            yield db
+            return
+        tenant = self.tenant if self.tenant_scoped else None
+        if write or (tenant is not None and db.dialect == "postgres"):
+            async with db.transaction(tenant=tenant) as connection:
                 yield connection
         else:
             yield db
@@ -112,7 +122,7 @@ class Repository:
         names = [self._column(name) for name in values]
         placeholders = ", ".join(f"${i}" for i in range(1, len(names) + 1))
         sql = f"INSERT INTO {self.table} ({', '.join(names)}) VALUES ({placeholders}) RETURNING *"
-        async with self._connection() as db:
+        async with self._connection(write=True) as db:
             row = await db.fetchrow(sql, *values.values())
         assert row is not None
         return row
@@ -126,14 +136,14 @@ class Repository:
         shift = len(values)
         where = _renumber(where, shift)
         sql = f"UPDATE {self.table} SET {', '.join(sets)}{where} RETURNING {self.key}"
-        async with self._connection() as db:
+        async with self._connection(write=True) as db:
             return await db.fetchrow(sql, *values.values(), *args) is not None
 
     async def delete(self, key: Any) -> bool:
         """Delete the row ``key`` (in this tenant); whether there was one."""
         where, args = self._where({self.key: key})
         sql = f"DELETE FROM {self.table}{where} RETURNING {self.key}"
-        async with self._connection() as db:
+        async with self._connection(write=True) as db:
             return await db.fetchrow(sql, *args) is not None
 
 

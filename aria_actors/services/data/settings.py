@@ -34,6 +34,9 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
     ``credentials`` names a secret (fields ``user`` and ``password``) that
     aria_security holds; they are added to ``dsn`` when the pool opens.
+    ``backup_credentials`` names the secret of the role ``pg_dump`` runs as: one with
+    ``BYPASSRLS`` (or a superuser), since row-level security hides rows from the
+    services' own role. Without it backups run as the services' role.
     """
 
     backend: Literal["sqlite", "postgres"] = "sqlite"
@@ -42,6 +45,7 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     busy_timeout: float = 5.0
     dsn: str = ""
     credentials: str = ""
+    backup_credentials: str = ""
     min_size: int = 0
     max_size: int = 10
     command_timeout: float = 30.0
@@ -80,8 +84,22 @@ def load_settings(raw: Mapping[str, Any]) -> DataSettings:
     Raises:
         ConfigError: naming the key (``services.aria_data.databases.main.dsn: ...``).
     """
+    raw = dict(raw)
+    databases = raw.get("databases")
+    if isinstance(databases, dict):  # each one decoded alone, so errors name it
+        checked: dict[str, DatabaseSettings] = {}
+        for name, table in databases.items():
+            try:
+                checked[str(name)] = msgspec.convert(table, DatabaseSettings)
+            except msgspec.ValidationError as exc:
+                described = describe(exc).removeprefix("(top level)")
+                joiner = "" if described.startswith(":") else "."
+                raise ConfigError(
+                    f"services.{SERVICE}.databases.{name}{joiner}{described}"
+                ) from exc
+        raw["databases"] = checked
     try:
-        return msgspec.convert(dict(raw), DataSettings)
+        return msgspec.convert(raw, DataSettings, from_attributes=True)
     except msgspec.ValidationError as exc:
         described = describe(exc).removeprefix("(top level)")
         raise ConfigError(

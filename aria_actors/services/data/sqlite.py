@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
+from urllib.parse import quote
 
 from ..._runtime.blocking import run_blocking
 from .api import (
@@ -42,6 +43,7 @@ from .instruments import Instruments
 
 T = TypeVar("T")
 PLACEHOLDER: Final = re.compile(r"\$(\d+)")
+LOCK_POLL: Final = 0.02
 
 
 def sqlite_sql(sql: str) -> str:
@@ -66,7 +68,8 @@ class _Link:
     """One sqlite3 connection, used by one call at a time, in worker threads."""
 
     def __init__(self, path: Path, busy_timeout: float, readonly: bool) -> None:
-        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        quoted = quote(str(path))  # '#', '?' and '%' in a path must not read as URI syntax
+        uri = f"file:{quoted}?mode=ro" if readonly else f"file:{quoted}"
         self.connection = sqlite3.connect(
             uri,
             uri=True,
@@ -78,10 +81,24 @@ class _Link:
         self.connection.execute("PRAGMA foreign_keys = ON")
         self.connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         self.lock = asyncio.Lock()
+        self.wait = busy_timeout
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
-        async with self.lock:
+        """Run ``function`` in a worker thread once this connection is free.
+
+        Raises:
+            DatabaseTimeout: it stayed busy past the busy timeout (a statement of
+                one's own open transaction waits here for the transaction to end).
+        """
+        try:
+            async with asyncio.timeout(self.wait):
+                await self.lock.acquire()
+        except TimeoutError as exc:
+            raise DatabaseTimeout("the connection stayed busy past the busy timeout") from exc
+        try:
             return await run_blocking(function, *args)
+        finally:
+            self.lock.release()
 
 
 class _Connection:
@@ -91,7 +108,9 @@ class _Connection:
         self.link = link
         self.instruments = instruments
 
-    async def _run(self, sql: str, args: Sequence[Any], fetch: str) -> Any:
+    async def _run(
+        self, sql: str, args: Sequence[Any], fetch: str, timeout: float | None = None
+    ) -> Any:
         statement = sqlite_sql(sql)
 
         def work() -> Any:
@@ -106,15 +125,28 @@ class _Connection:
                 return row[0] if row is not None else None
             return str(cursor.rowcount)
 
+        interrupt = None
+        if timeout is not None:  # sqlite3 has no statement timeout: interrupt it
+            interrupt = asyncio.get_running_loop().call_later(
+                timeout, self.link.connection.interrupt
+            )
         try:
             with self.instruments.timed(sql):
                 return await self.link.call(work)
+        except sqlite3.OperationalError as exc:
+            self.instruments.failed(type(exc).__name__)
+            if "interrupted" in str(exc):
+                raise DatabaseTimeout(f"statement: ran past its deadline of {timeout}s") from exc
+            raise _translate(exc, "statement") from exc
         except (sqlite3.Error, OSError) as exc:
             self.instruments.failed(type(exc).__name__)
             raise _translate(exc, "statement") from exc
+        finally:
+            if interrupt is not None:
+                interrupt.cancel()
 
     async def execute(self, sql: str, *args: Any, timeout: float | None = None) -> str:
-        return str(await self._run(sql, args, "status"))
+        return str(await self._run(sql, args, "status", timeout))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         statement = sqlite_sql(sql)
@@ -128,15 +160,15 @@ class _Connection:
             raise _translate(exc, "statement") from exc
 
     async def fetch(self, sql: str, *args: Any, timeout: float | None = None) -> list[Row]:
-        rows: list[Row] = await self._run(sql, args, "all")
+        rows: list[Row] = await self._run(sql, args, "all", timeout)
         return rows
 
     async def fetchrow(self, sql: str, *args: Any, timeout: float | None = None) -> Row | None:
-        row: Row | None = await self._run(sql, args, "one")
+        row: Row | None = await self._run(sql, args, "one", timeout)
         return row
 
     async def fetchval(self, sql: str, *args: Any, timeout: float | None = None) -> Any:
-        return await self._run(sql, args, "value")
+        return await self._run(sql, args, "value", timeout)
 
 
 class SqliteDatabase:
@@ -209,12 +241,13 @@ class SqliteDatabase:
         finally:
             self.instruments.waiting -= 1
         try:
-            return await _Connection(reader, self.instruments)._run(sql, args, fetch)
+            return await _Connection(reader, self.instruments)._run(sql, args, fetch, timeout)
         finally:
             self.readers.put_nowait(reader)
 
     async def execute(self, sql: str, *args: Any, timeout: float | None = None) -> str:
-        return await _Connection(self._writer(), self.instruments).execute(sql, *args)
+        connection = _Connection(self._writer(), self.instruments)
+        return await connection.execute(sql, *args, timeout=timeout)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         async with self.transaction() as connection:
@@ -262,14 +295,23 @@ class SqliteDatabase:
 
     @asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:
+        """An exclusive ``flock`` beside the database file (across processes).
+
+        Polled without blocking (every 20 ms), so a waiter that is cancelled or times
+        out never takes the lock later behind its caller's back.
+        """
         path = self.path.with_name(f"{self.path.name}.{key}.lock")
-
-        def take() -> int:
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            return descriptor
-
-        descriptor = await run_blocking(take)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(LOCK_POLL)
+        except BaseException:
+            os.close(descriptor)
+            raise
         try:
             yield
         finally:
@@ -318,11 +360,16 @@ class SqliteDatabase:
         try:
             await reader.call(copy)
         except (sqlite3.Error, OSError) as exc:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.remove(destination)  # no partial backup is left behind
             raise DatabaseError(f"backup of {self.name} to {destination} failed: {exc}") from exc
         finally:
             self.readers.put_nowait(reader)
+
+    @property
+    def closed(self) -> bool:
+        """True once closed (a proxy then asks aria_data for the live one)."""
+        return self.writer is None
 
     async def close(self) -> None:
         links, self.links = self.links, []
@@ -338,6 +385,7 @@ class _Locked(_Link):
     def __init__(self, link: _Link) -> None:
         self.connection = link.connection
         self.lock = asyncio.Lock()  # a fresh lock: statements of one transaction in order
+        self.wait = link.wait
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
