@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run console test lint typecheck unit servers bench bench-node setup clean
+.PHONY: run console test lint typecheck unit servers bench bench-node bench-foundation setup clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,9 @@ bench: $(BENCH_STAMP)
 
 bench-node: $(STAMP)
 	$(BIN)/python benchmarks/bench_node.py
+
+bench-foundation: $(STAMP) servers
+	$(BIN)/python benchmarks/bench_foundation.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

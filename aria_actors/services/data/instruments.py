@@ -59,16 +59,19 @@ class Instruments:
         try:
             yield
         finally:
-            elapsed = time.perf_counter() - started
-            if self.seconds is not None:
-                self.seconds.observe(elapsed)
-            if elapsed >= self.slow_query:
-                logger.warning(
-                    "slow_query",
-                    database=self.database,
-                    seconds=round(elapsed, 4),
-                    sql=" ".join(sql.split())[:300],
-                )
+            self.observe(sql, time.perf_counter() - started)
+
+    def observe(self, sql: str, elapsed: float) -> None:
+        """Record one statement that took ``elapsed`` seconds; log it if slow."""
+        if self.seconds is not None:
+            self.seconds.observe(elapsed)
+        if elapsed >= self.slow_query:
+            logger.warning(
+                "slow_query",
+                database=self.database,
+                seconds=round(elapsed, 4),
+                sql=" ".join(sql.split())[:300],
+            )
 
     def failed(self, kind: str) -> None:
         if self.errors is not None:

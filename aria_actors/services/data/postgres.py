@@ -179,9 +179,13 @@ class PostgresDatabase:
                 raise
             raise _translate(exc, f"database {self.name}") from exc
 
-    @asynccontextmanager
-    async def _acquire(self, timeout: float | None) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection, retrying connection failures until ``timeout``."""
+    async def _checkout(self, timeout: float | None) -> asyncpg.Connection:
+        """A pooled connection, retrying connection failures until ``timeout``.
+
+        Raises:
+            DatabaseUnavailable: the database stayed unreachable until the deadline.
+            DatabaseTimeout: every connection stayed busy until the deadline.
+        """
         pool = self.pool
         if pool is None:
             raise DatabaseUnavailable(f"database {self.name} is closed")
@@ -192,8 +196,10 @@ class PostgresDatabase:
             while True:
                 try:
                     remaining = max(0.001, deadline - time.monotonic())
-                    connection = await pool.acquire(timeout=remaining)
-                    break
+                    # asyncio.timeout, not acquire(timeout=): asyncpg would wrap the
+                    # acquire in wait_for, a new task per statement
+                    async with asyncio.timeout(remaining):
+                        return await pool.acquire()
                 except BaseException as exc:
                     if isinstance(exc, asyncio.CancelledError):
                         raise
@@ -203,7 +209,7 @@ class PostgresDatabase:
                     if not isinstance(error, DatabaseUnavailable) or time.monotonic() >= deadline:
                         if unavailable is not None:
                             raise unavailable from exc  # down, not merely busy
-                        if isinstance(exc, asyncio.TimeoutError):
+                        if isinstance(exc, TimeoutError):
                             raise DatabaseTimeout(
                                 f"database {self.name}: no free connection within the deadline"
                             ) from exc
@@ -211,27 +217,56 @@ class PostgresDatabase:
                     await asyncio.sleep(min(RETRY_DELAY, max(0.0, deadline - time.monotonic())))
         finally:
             self.instruments.waiting -= 1
+
+    async def _checkin(self, connection: asyncpg.Connection) -> None:
+        """Give ``connection`` back; a broken one is dropped (the pool opens another)."""
+        assert self.pool is not None
+        try:
+            await self.pool.release(connection)
+        except (asyncpg.PostgresError, *UNAVAILABLE, asyncpg.exceptions.InterfaceError):
+            pass
+
+    @asynccontextmanager
+    async def _acquire(self, timeout: float | None) -> AsyncIterator[asyncpg.Connection]:
+        """:meth:`_checkout` and :meth:`_checkin` around a block."""
+        connection = await self._checkout(timeout)
         try:
             yield connection
         finally:
-            try:
-                await pool.release(connection)
-            except (asyncpg.PostgresError, *UNAVAILABLE, asyncpg.exceptions.InterfaceError):
-                pass  # a broken connection: the pool drops it and opens another
+            await self._checkin(connection)
 
     async def _one(self, method: str, sql: str, args: Sequence[Any], timeout: float | None) -> Any:
-        """One statement outside a transaction; a broken connection before it ran is retried."""
+        """One statement outside a transaction; a read on a connection that broke
+        before it ran is retried on a fresh one within the deadline.
+
+        This is the hot path of every query: plain coroutines, no context managers.
+        """
         deadline = time.monotonic() + (timeout if timeout is not None else self.command_timeout)
+        instruments = self.instruments
         while True:
-            async with self._acquire(max(0.001, deadline - time.monotonic())) as raw:
-                connection = _Connection(raw, self.instruments)
+            raw = await self._checkout(max(0.001, deadline - time.monotonic()))
+            try:
+                started = time.perf_counter()
                 try:
-                    return await getattr(connection, method)(sql, *args, timeout=timeout)
-                except DatabaseUnavailable:
-                    read = sql.lstrip().upper().startswith(READS)
-                    if read and closed(raw) and time.monotonic() < deadline:
+                    result = await getattr(raw, method)(sql, *args, timeout=timeout)
+                except BaseException as exc:
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    instruments.observe(sql, time.perf_counter() - started)
+                    instruments.failed(type(exc).__name__)
+                    error = _translate(exc, "statement")
+                    if (
+                        isinstance(error, DatabaseUnavailable)
+                        and sql.lstrip().upper().startswith(READS)
+                        and closed(raw)
+                        and time.monotonic() < deadline
+                    ):
                         continue  # a read on a dead pooled connection: try a fresh one
-                    raise
+                    raise error from exc
+                instruments.observe(sql, time.perf_counter() - started)
+                return result
+            finally:
+                await self._checkin(raw)
 
     async def execute(self, sql: str, *args: Any, timeout: float | None = None) -> str:
         return str(await self._one("execute", sql, args, timeout))
@@ -241,12 +276,11 @@ class PostgresDatabase:
             await connection.executemany(sql, rows)
 
     async def fetch(self, sql: str, *args: Any, timeout: float | None = None) -> list[Row]:
-        result: list[Row] = await self._one("fetch", sql, args, timeout)
-        return result
+        return [dict(record) for record in await self._one("fetch", sql, args, timeout)]
 
     async def fetchrow(self, sql: str, *args: Any, timeout: float | None = None) -> Row | None:
-        result: Row | None = await self._one("fetchrow", sql, args, timeout)
-        return result
+        record = await self._one("fetchrow", sql, args, timeout)
+        return dict(record) if record is not None else None
 
     async def fetchval(self, sql: str, *args: Any, timeout: float | None = None) -> Any:
         return await self._one("fetchval", sql, args, timeout)
