@@ -171,6 +171,7 @@ class DatabasesActor(Actor):
             command_timeout=settings.command_timeout,
             acquire_timeout=settings.acquire_timeout,
             instruments=instruments,
+            locks=settings.locks,
         )
         await postgres.open()
         return postgres

@@ -14,8 +14,12 @@ if the connection breaks before ``COMMIT`` the server rolls it back; if it break
 is ``None``).
 
 Tenants: ``transaction(tenant=...)`` sets ``aria.tenant`` for that transaction
-only; tables with row-level security (see :mod:`.tenancy`) then show only that
-tenant's rows, whatever SQL runs.
+only; tables with row-level security (``repository.row_level_security``) then
+show only that tenant's rows, whatever SQL runs.
+
+CockroachDB speaks the same protocol; where it differs, this module adapts:
+its ``pg_advisory_lock`` locks nothing, so :meth:`PostgresDatabase.lock` takes a
+table lease there (:mod:`.leases`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any, Final, Literal
 
 import asyncpg
 
+from . import leases
 from .api import (
     Connection,
     DatabaseHealth,
@@ -60,6 +65,11 @@ def closed(connection: asyncpg.Connection) -> bool:
         return bool(connection.is_closed())
     except asyncpg.exceptions.InterfaceError:
         return True
+
+
+def is_cockroach(version: str) -> bool:
+    """Whether ``SELECT version()`` answered as CockroachDB (``CockroachDB CCL v23.1...``)."""
+    return "cockroachdb" in version.lower()
 
 
 def lock_key(name: str) -> int:
@@ -151,9 +161,16 @@ class PostgresDatabase:
         command_timeout: float = 30.0,
         acquire_timeout: float = 10.0,
         instruments: Instruments | None = None,
+        locks: Literal["auto", "advisory", "table"] = "auto",
+        lease_ttl: float = leases.DEFAULT_TTL,
     ) -> None:
+        if locks not in ("auto", "advisory", "table"):
+            raise ValueError(f"locks must be 'auto', 'advisory' or 'table', not {locks!r}")
         self.name = name
         self.dsn = dsn
+        self.locks = locks
+        self.lease_ttl = lease_ttl
+        self._lock_kind: Literal["advisory", "table"] | None = None
         self.min_size = min_size
         self.max_size = max_size
         self.command_timeout = command_timeout
@@ -333,7 +350,19 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:
-        """A session advisory lock on ``key``: one holder across every node."""
+        """An exclusive lock on ``key`` across every node sharing the database.
+
+        A session advisory lock on PostgreSQL; a table lease (:mod:`.leases`) on
+        CockroachDB, where advisory locks lock nothing, or when ``locks="table"``
+        (PgBouncer in transaction mode).
+
+        Raises:
+            DatabaseUnavailable, DatabaseTimeout: the lock could not be taken.
+        """
+        if await self.lock_kind() == "table":
+            async with leases.lease(self, key, ttl=self.lease_ttl):
+                yield
+            return
         async with self._acquire(None) as raw:
             number = lock_key(key)
             try:
@@ -350,6 +379,17 @@ class PostgresDatabase:
                         await raw.execute("SELECT pg_advisory_unlock($1)", number)
                     except (asyncpg.PostgresError, *UNAVAILABLE, asyncpg.exceptions.InterfaceError):
                         pass  # the session ended: the server dropped the lock with it
+
+    async def lock_kind(self) -> Literal["advisory", "table"]:
+        """How :meth:`lock` locks: ``locks`` as configured, or for ``"auto"`` a table
+        lease on CockroachDB and advisory locks elsewhere (asked once)."""
+        if self._lock_kind is None:
+            if self.locks != "auto":
+                self._lock_kind = self.locks
+            else:
+                version = str(await self.fetchval("SELECT version()"))
+                self._lock_kind = "table" if is_cockroach(version) else "advisory"
+        return self._lock_kind
 
     async def health(self) -> DatabaseHealth:
         size = self.pool.get_size() if self.pool is not None else 0

@@ -9,11 +9,13 @@
     backend = "sqlite"
     path = ""                              # "": <state_dir>/main.db
 
-    [services.aria_data.databases.main]    # or PostgreSQL (CockroachDB works too)
+    [services.aria_data.databases.main]    # or PostgreSQL (or CockroachDB)
     backend = "postgres"
     dsn = "postgresql://db.internal:5432/aria"     # no password here
     credentials = "aria_data/postgres"     # a secret in aria_security: user, password
+    backup_credentials = "aria_data/backup"        # pg_dump's role (BYPASSRLS)
     max_size = 20
+    locks = "auto"                         # "table" behind PgBouncer's transaction mode
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     max_size: int = 10
     command_timeout: float = 30.0
     acquire_timeout: float = 10.0
+    locks: Literal["auto", "advisory", "table"] = "auto"
+    """How migrations lock across nodes: ``advisory`` (PostgreSQL session advisory
+    locks), ``table`` (a lease row in ``aria_locks``: for CockroachDB, whose advisory
+    locks lock nothing, or behind PgBouncer in transaction mode), ``auto`` (table on
+    CockroachDB, advisory elsewhere)."""
 
     def __post_init__(self) -> None:
         if self.backend == "postgres" and not self.dsn:
