@@ -34,6 +34,7 @@ import hvac
 import hvac.exceptions
 import msgspec
 import requests
+from hvac.api.secrets_engines import Transit
 
 from ..._runtime.blocking import run_blocking
 from .api import (
@@ -152,6 +153,12 @@ class OpenBaoStore:
         try:
             return function(**kwargs)
         except hvac.exceptions.InvalidPath as exc:
+            if isinstance(getattr(function, "__self__", None), Transit):  # mount or key missing
+                mount, key = self.settings.transit_mount, self.settings.transit_key
+                raise SecretsError(
+                    f"openbao has no transit key {key!r} at mount {mount!r} (bao secrets "
+                    f"enable -path={mount} transit; bao write -f {mount}/keys/{key})"
+                ) from exc
             raise SecretNotFound(f"no secret{where} in openbao", path) from exc
         except hvac.exceptions.VaultDown as exc:
             raise SecretsSealed(

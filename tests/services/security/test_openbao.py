@@ -369,6 +369,23 @@ async def test_a_key_wrapped_by_another_transit_key_is_store_corrupt(
         await store.unwrap_data_key(wrapped)
 
 
+async def test_a_missing_transit_engine_is_named_in_the_error(
+    openbao: OpenBaoServer, mounts: Mounts
+) -> None:
+    """Not "no secret in openbao": the transit mount and key, and how to make them."""
+    missing = OpenBaoStore(
+        settings_for(openbao, mounts, transit_mount="no-such-transit"),
+        environ={"BAO_TOKEN": openbao.root_token},
+    )
+    try:
+        with pytest.raises(SecretsError, match="no transit key 'aria'") as caught:
+            await missing.generate_data_key()
+    finally:
+        await missing.close()
+    assert not isinstance(caught.value, SecretNotFound)
+    assert "bao write -f no-such-transit/keys/aria" in str(caught.value)
+
+
 # -- token auth ---------------------------------------------------------------------------
 
 
