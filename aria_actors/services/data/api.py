@@ -34,6 +34,15 @@ Dialect = Literal["postgres", "sqlite"]
 Row = dict[str, Any]
 
 
+def affected(status: str) -> int:
+    """The row count of what ``execute`` returned (``"UPDATE 1"`` on PostgreSQL,
+    ``"1"`` on SQLite); 0 when it names none."""
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except ValueError:
+        return 0
+
+
 class DatabaseError(AriaError):
     """Base of the database errors."""
 

@@ -37,7 +37,7 @@ from typing import Any, Final, Protocol
 
 import structlog
 
-from .api import DatabaseError, QueryError
+from .api import DatabaseError, QueryError, affected
 
 logger = structlog.get_logger("aria_data")
 
@@ -79,14 +79,6 @@ class Statements(Protocol):
 def new_holder() -> str:
     """A name for one holding: the host, the process and a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
-
-
-def _count(status: str) -> int:
-    """The row count of a command status such as ``UPDATE 1``."""
-    try:
-        return int(status.rsplit(" ", 1)[-1])
-    except ValueError:
-        return 0
 
 
 async def create_table(db: Statements) -> None:
@@ -151,7 +143,7 @@ async def _keep_alive(db: Statements, key: str, me: str, ttl: float) -> None:
     while True:
         await asyncio.sleep(ttl / 3)
         try:
-            still = _count(await db.execute(RENEW, key, me, ttl, timeout=ttl / 3)) == 1
+            still = affected(await db.execute(RENEW, key, me, ttl, timeout=ttl / 3)) == 1
         except DatabaseError as exc:
             if not lost and time.monotonic() - renewed >= ttl:
                 lost = True
