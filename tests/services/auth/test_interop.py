@@ -31,6 +31,7 @@ import queue
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal, NoReturn
@@ -41,6 +42,7 @@ from pymacaroons.exceptions import MacaroonVerificationFailedException
 from pymacaroons.serializers import BinarySerializer, JsonSerializer
 
 from aria_actors.services.auth import caveats, codec, macaroons
+from aria_actors.services.auth.client import Auth
 from aria_actors.services.auth.errors import (
     CaveatUnmet,
     DischargeError,
@@ -51,6 +53,7 @@ from aria_actors.services.auth.errors import (
 )
 
 from . import test_vectors as vectors
+from .support import PASSWORD, auth_node
 
 JS_DIR = Path(__file__).resolve().parents[2] / "interop" / "macaroon-js"
 MACAROON_JS_VERSION = "3.0.4"
@@ -824,3 +827,41 @@ def test_js_reproduces_the_readme_vectors(macaroon_js: MacaroonJS) -> None:
     assert macaroon_js.verify(root, vectors.TP_SECRET, [bound], satisfied) is None
     assert macaroon_js.verify(root, vectors.TP_SECRET, [unbound], satisfied) is not None
     assert vectors.verify(root, vectors.TP_SECRET, (bound,)).expires == vectors.DEADLINE
+
+
+# -- the running service: its tokens, other libraries' tokens -------------------------------
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_tokens_of_the_running_service_interoperate(
+    macaroon_js: MacaroonJS, tmp_path: Path
+) -> None:
+    """A pair from a node's login verifies in macaroon-js and in pymacaroons (with the
+    family's root key); tokens those libraries mint under that key and identifier,
+    in v2 binary and v2 JSON, verify in the node (and a weaker one is weaker)."""
+    async with auth_node(tmp_path / "state") as node:
+        auth = Auth(node)
+        await auth.put_role("editor", ["chars:read", "chars:write"])
+        await auth.create_user("alice", PASSWORD)
+        await auth.assign_role("alice", "editor")
+        pair = await auth.login("alice", PASSWORD)
+        token = codec.decode(pair.access)
+        verifier = await auth.verifier()
+        state = await verifier.state(token.identifier[len(b"aria1:") :].decode())
+        key = await verifier.root_key(state)
+        texts = [caveat.id.decode() for caveat in token.caveats]
+
+        assert macaroon_js.verify(pair.access, key, satisfied=texts) is None
+        assert pymacaroons_verifier(texts, now=time.time()).verify(deserialize(pair.access), key)
+        assert macaroon_js.verify(pair.access, bytes(32), satisfied=texts) is not None
+
+        for fmt in FORMATS:
+            from_js = macaroon_js.mint(key, token.identifier, texts, token.location, fmt)
+            from_py = pymacaroons_mint(key, token.identifier, texts, fmt)
+            for minted in (from_js, from_py):
+                verified = await auth.verify(minted, permissions={"chars:write"})
+                assert verified.principal == "alice"
+            weaker = macaroon_js.attenuate(from_js, [caveats.permissions({"chars:read"})], fmt)
+            await auth.verify(weaker, permissions={"chars:read"})
+            with pytest.raises(PermissionDenied):
+                await auth.verify(weaker, permissions={"chars:write"})
