@@ -31,7 +31,7 @@ from aria_actors.services.auth.errors import (
     TokenRevoked,
     UnknownToken,
 )
-from aria_actors.services.auth.messages import VerifyToken
+from aria_actors.services.auth.messages import Purge, VerifyToken
 from aria_actors.services.data.client import Data
 from aria_actors.testing import wait_restarted
 from tests.servers.fixtures import PgDatabase
@@ -93,6 +93,16 @@ async def test_users_and_roles_are_managed_at_run_time(alice: Auth) -> None:
         await auth.create_user("bad name", PASSWORD)
     with pytest.raises(ValueError, match="permission"):
         await auth.put_role("bad", ["not a permission"])
+    await auth.assign_role("alice", "writer")
+    await auth.delete_role("writer")
+    assert await auth.permissions("alice") == ["chars:read"]
+    assert "writer" not in await auth.roles()
+    with pytest.raises(AuthConflict, match="no role"):
+        await auth.delete_role("writer")
+    await auth.delete_user("alice")
+    assert await auth.users() == []
+    with pytest.raises(LoginFailed):
+        await auth.login("alice", PASSWORD)
 
 
 async def test_passwords_are_stored_as_argon2id_hashes(alice: Auth, node: Node) -> None:
@@ -469,6 +479,21 @@ async def test_tokens_outlive_a_restart_of_aria_auth(alice: Auth, node: Node, ho
     await alice.verify(pair.access)  # a new verifier, the same database
     assert await alice.verifier() is not before
     await alice.refresh(pair.refresh)
+
+
+async def test_expired_families_are_purged(alice: Auth, node: Node) -> None:
+    old, current = await alice.login("alice", PASSWORD), await alice.login("alice", PASSWORD)
+    db = Data(node).database()
+    await db.execute("UPDATE auth_tokens SET expires_at = 0 WHERE family_id = $1", old.family)
+    ref = node.whereis(AUTH_ACTOR)
+    assert ref is not None
+    await ref.call(Purge())
+    assert await db.fetchval("SELECT count(*) FROM auth_families WHERE id = $1", old.family) == 0
+    assert await db.fetchval("SELECT count(*) FROM auth_root_keys") == 1  # with its keys
+    (await alice.verifier()).forget()
+    with pytest.raises(UnknownToken):
+        await alice.verify(old.access)
+    await alice.verify(current.access)
 
 
 # -- settings --------------------------------------------------------------------------------
