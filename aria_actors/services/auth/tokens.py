@@ -9,8 +9,9 @@ family or its user is a row change.
 
 A login mints a **pair**: an access token (``access_lifetime``, the user's
 permissions at mint time) and a refresh token (``refresh_lifetime``). A refresh
-token is **single-use**: exchanging it marks its row used in one conditional
-``UPDATE`` and mints a new pair in the same family; presenting it again revokes
+token is **single-use**: exchanging it marks its row used (a conditional
+``UPDATE``) in the transaction that stores the new pair of the same family, so a
+failed refresh leaves the old token usable; presenting a used one again revokes
 the whole family (:class:`RefreshReused`): whoever holds the other copy, thief or
 owner, is logged out. A refresh after ``root_key_max_age`` puts the new pair under
 a fresh root key (the old one stays valid for the tokens it made).
@@ -295,8 +296,16 @@ class TokenMinter:
         root_key: bytes,
         principal: str,
         permissions: frozenset[str],
+        consume: str | None = None,
     ) -> TokenPair:
-        """An access and a refresh token for a user's family."""
+        """An access and a refresh token for a user's family.
+
+        With ``consume`` (a refresh token's id), that token is marked used in the
+        same transaction that stores the new pair: both happen or neither.
+
+        Raises:
+            RefreshReused: ``consume`` was used before (nothing is stored then).
+        """
         now = self.wall()
         settings = self.settings
         access_id, refresh_id = new_id(), new_id()
@@ -304,6 +313,11 @@ class TokenMinter:
         refresh_expires = now + settings.refresh_lifetime
         async with self.db.transaction() as tx:
             store = AuthStore(tx)
+            if consume is not None and not await store.use_refresh(consume, now):
+                raise RefreshReused(
+                    "this refresh token was already used: its whole family is revoked "
+                    "(log in again)"
+                )
             await store.add_token(access_id, family_id, key_id, "access", access_expires, now)
             await store.add_token(refresh_id, family_id, key_id, "refresh", refresh_expires, now)
         access = macaroons.mint(
@@ -360,20 +374,23 @@ class TokenMinter:
         verified = await self.verifier.verify(
             token, language.Request(service="aria_auth"), kind="refresh", fresh=True
         )
-        now = self.wall()
-        if not await AuthStore(self.db).use_refresh(verified.token_id, now):
+        permissions = await permissions_of(verified.principal)
+        key_id, root_key = await self._current_key(verified.family, self.wall())
+        try:
+            return await self.pair(
+                verified.family,
+                key_id,
+                root_key,
+                verified.principal,
+                permissions,
+                consume=verified.token_id,
+            )
+        except RefreshReused:
             await self.revoke_family(verified.family, "refresh token reused")
             logger.warning(
-                "refresh_token_reused",
-                principal=verified.principal,
-                family=verified.family,
+                "refresh_token_reused", principal=verified.principal, family=verified.family
             )
-            raise RefreshReused(
-                "this refresh token was already used: its whole family is revoked (log in again)"
-            )
-        permissions = await permissions_of(verified.principal)
-        key_id, root_key = await self._current_key(verified.family, now)
-        return await self.pair(verified.family, key_id, root_key, verified.principal, permissions)
+            raise
 
     async def _current_key(self, family_id: str, now: float) -> tuple[str, bytes]:
         """The family's root key, or a new one once it is ``root_key_max_age`` old."""

@@ -4,6 +4,7 @@ throttling, third-party caveats, restarts and bad settings."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from aria_actors.services.auth.errors import (
     UnknownToken,
 )
 from aria_actors.services.auth.messages import Purge, VerifyToken
+from aria_actors.services.auth.tokens import TokenPair
 from aria_actors.services.data.client import Data
 from aria_actors.testing import wait_restarted
 from tests.servers.fixtures import PgDatabase
@@ -233,6 +235,20 @@ async def test_refresh_rotates_and_reuse_revokes_the_whole_family(
     assert [e for e in logs if e["event"] == "refresh_token_reused"]
     with pytest.raises(InvalidToken, match="access token"):
         await alice.refresh(second.access)
+
+
+async def test_two_refreshes_at_once_one_wins_and_the_family_is_revoked(alice: Auth) -> None:
+    pair = await alice.login("alice", PASSWORD)
+    results = await asyncio.gather(
+        alice.refresh(pair.refresh), alice.refresh(pair.refresh), return_exceptions=True
+    )
+    assert sorted(type(r).__name__ for r in results) == ["RefreshReused", "TokenPair"]
+    [winner] = [r for r in results if isinstance(r, TokenPair)]
+    with pytest.raises(TokenRevoked):  # a reuse, even a racing one, ends the family
+        await alice.verify(winner.access)
+    rows = await alice.verifier()
+    state = await rows.state(codec.decode(pair.refresh).identifier[6:].decode(), fresh=True)
+    assert state.used_at is not None
 
 
 async def test_a_refresh_takes_the_roles_as_they_are_now(alice: Auth) -> None:
