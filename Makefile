@@ -17,7 +17,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# The install also compiles the C chunker (hatch_build.py): a change to it reinstalls.
+CHUNKER_SRC := aria_actors/services/storage/_chunker.c hatch_build.py
+
+$(STAMP): pyproject.toml $(CHUNKER_SRC) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
@@ -34,8 +37,8 @@ console: $(STAMP)
 	$(BIN)/aria-console
 
 lint: $(STAMP)
-	$(BIN)/ruff check aria_actors tests benchmarks conftest.py bin/aria-node bin/aria-console
-	$(BIN)/ruff format --check aria_actors tests benchmarks conftest.py
+	$(BIN)/ruff check aria_actors tests benchmarks conftest.py hatch_build.py bin/aria-node bin/aria-console
+	$(BIN)/ruff format --check aria_actors tests benchmarks conftest.py hatch_build.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict aria_actors
