@@ -53,6 +53,10 @@ class Store(abc.ABC):
     def ids(self) -> Iterator[ChunkId]:
         """Every chunk id in the store, in no particular order."""
 
+    def size(self, chunk_id: ChunkId) -> int:
+        """Stored (compressed) bytes of a chunk; stores that can ask cheaply override it."""
+        return len(self.get(chunk_id))
+
     def close(self) -> None:  # noqa: B027 - optional for stores without resources
         """Release connections and files; the store is not used afterwards."""
 

@@ -75,6 +75,16 @@ class LocalStore(Store):
     def has(self, chunk_id: ChunkId) -> bool:
         return self.path(chunk_id).is_file()
 
+    def size(self, chunk_id: ChunkId) -> int:
+        try:
+            return self.path(chunk_id).stat().st_size
+        except FileNotFoundError:
+            raise ChunkMissing(
+                f"chunk {chunk_id} is not in store {self.location}", chunk_id=str(chunk_id)
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"store {self.location}: {exc}", store=self.location) from None
+
     def put(self, chunk_id: ChunkId, blob: bytes) -> None:
         self._refuse_write()
         final = self.path(chunk_id)
