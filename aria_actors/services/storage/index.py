@@ -26,21 +26,22 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, overload
+from typing import Final, cast, overload
 
+from . import flags
 from .chunks import CHUNK_SIZE_LIMIT
-from .errors import InvalidIndex, UnsupportedFeature
+from .errors import InvalidIndex
 from .ids import ID_SIZE, ChunkId, Digest
 
 FORMAT_INDEX: Final = 0x96824D9C7B129FF9
 FORMAT_TABLE: Final = 0xE75B9E112F17417D
 FORMAT_TABLE_TAIL_MARKER: Final = 0x4B4F050E5549ECD1
 
-#: the digest bits of the feature flags (the rest are flags.py's business)
-FLAG_SHA512_256: Final = 0x2000000000000000
-FLAG_ARIA_BLAKE3: Final = 0x0800000000000000
+#: the digest bits of the feature flags (flags.py has them all)
+FLAG_SHA512_256: Final = flags.SHA512_256
+FLAG_ARIA_BLAKE3: Final = flags.ARIA_BLAKE3
 #: what casync puts in a blob index made with its default flags
-BLOB_INDEX_FLAGS: Final = 0xB000000000000000
+BLOB_INDEX_FLAGS: Final = flags.EXCLUDE_NODUMP | flags.EXCLUDE_FILE | flags.SHA512_256
 
 HEADER_SIZE: Final = 48
 TABLE_HEADER_SIZE: Final = 16
@@ -53,23 +54,14 @@ _TABLE_HEADER = struct.Struct("<QQ")
 _TAIL = struct.Struct("<QQQQQ")
 
 
-def digest_of_flags(flags: int) -> Digest:
+def digest_of_flags(feature_flags: int) -> Digest:
     """The chunk digest an index's feature flags name."""
-    if flags & FLAG_ARIA_BLAKE3:
-        return "blake3"
-    return "sha512-256" if flags & FLAG_SHA512_256 else "sha256"
+    return cast(Digest, flags.digest_of(feature_flags))
 
 
-def flags_for_digest(flags: int, digest: str) -> int:
-    """``flags`` with the digest bits set for ``digest``."""
-    flags &= ~(FLAG_SHA512_256 | FLAG_ARIA_BLAKE3)
-    if digest == "sha512-256":
-        return flags | FLAG_SHA512_256
-    if digest == "sha256":
-        return flags
-    if digest == "blake3":
-        return flags | FLAG_ARIA_BLAKE3
-    raise UnsupportedFeature(f"unknown chunk digest {digest!r}")
+def flags_for_digest(feature_flags: int, digest: str) -> int:
+    """``feature_flags`` with the digest bits set for ``digest``."""
+    return (feature_flags & ~(FLAG_SHA512_256 | FLAG_ARIA_BLAKE3)) | flags.flags_for_digest(digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,14 +235,13 @@ class Index(Sequence[IndexChunk]):
         size = len(data)
         if size < HEADER_SIZE + TABLE_HEADER_SIZE + TAIL_SIZE:
             raise bad(f"truncated: {size} bytes is shorter than any index", size)
-        hsize, htype, flags, cmin, cavg, cmax = _HEADER.unpack_from(data, 0)
+        hsize, htype, feature_flags, cmin, cavg, cmax = _HEADER.unpack_from(data, 0)
         if htype != FORMAT_INDEX:
             raise bad(f"not a casync index (type {htype:#018x})", 8)
         if hsize != HEADER_SIZE:
             raise bad(f"index header size {hsize}, expected {HEADER_SIZE}", 0)
-        known = 0xF0000001FFFFFFFF | FLAG_ARIA_BLAKE3
-        if flags & ~known:
-            raise bad(f"unknown feature flags {flags & ~known:#x}", 16)
+        if feature_flags & ~flags.KNOWN:
+            raise bad(f"unknown feature flags {feature_flags & ~flags.KNOWN:#x}", 16)
         for field, value, offset in (("min", cmin, 24), ("avg", cavg, 32), ("max", cmax, 40)):
             if not 1 <= value <= CHUNK_SIZE_LIMIT:
                 raise bad(f"chunk size {field} {value} outside 1..{CHUNK_SIZE_LIMIT}", offset)
@@ -300,7 +291,7 @@ class Index(Sequence[IndexChunk]):
             ids[i * ID_SIZE : (i + 1) * ID_SIZE] = data[pos + 8 : pos + ITEM_SIZE]
             previous = end
         return cls(
-            feature_flags=flags,
+            feature_flags=feature_flags,
             min_size=cmin,
             avg_size=cavg,
             max_size=cmax,

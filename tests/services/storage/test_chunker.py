@@ -10,9 +10,7 @@ import array
 import io
 import itertools
 import mmap
-import os
 import random
-import shutil
 import struct
 import subprocess
 import threading
@@ -414,17 +412,6 @@ def test_threads_chunk_in_parallel_with_the_same_results() -> None:
 INDEX_TYPE = 0x96824D9C7B129FF9
 TABLE_TYPE = 0xE75B9E112F17417D
 TAIL_MARKER = 0x4B4F050E5549ECD1
-
-
-@pytest.fixture(scope="module")
-def casync() -> str:
-    path = shutil.which("casync")
-    if path is None:
-        message = "casync is not installed (Debian: apt-get install casync; make test does it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {message}", pytrace=False)
-        pytest.skip(message)
-    return path
 
 
 def read_caibx(raw: bytes) -> tuple[tuple[int, int, int], list[int]]:
