@@ -11,6 +11,13 @@ fixture                   scope     gives
 ``openbao_persistent``    function  an ``OpenBaoServer`` with raft storage, initialized
                                     and unsealed; survives stop()/start(), can be sealed
 ``softhsm``               function  an initialized ``SoftHsmToken``; ``SOFTHSM2_CONF`` set
+``moto_s3``               session   a ``MotoServer``: moto's S3 API (in memory, any
+                                    credentials) on a free loopback port
+``s3_bucket``             function  a fresh empty bucket on it (``S3Bucket``), removed
+``sshd``                  session   an ``SshServer``: OpenSSH's sshd (SFTP) on a free
+                                    loopback port, public-key login of the current user
+``sftp_target``           function  a fresh empty directory on it and what a client needs
+                                    to log in (``SftpTarget``: key, known_hosts)
 ========================  ========  =====================================================
 
 A missing component fails the fixture in CI (``CI=true``) and skips the test elsewhere.
@@ -24,6 +31,7 @@ import atexit
 import contextlib
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,9 +40,11 @@ from typing import NoReturn, TypeVar
 import pytest
 
 from ._util import ComponentMissing
+from .moto import MotoServer
 from .openbao import OpenBaoServer
 from .postgres import PostgresCluster
 from .softhsm import SoftHsmToken
+from .sshd import SshServer
 
 T = TypeVar("T")
 
@@ -206,6 +216,120 @@ def softhsm(monkeypatch: pytest.MonkeyPatch) -> Iterator[SoftHsmToken]:
     monkeypatch.setenv("SOFTHSM2_CONF", str(token.conf))
     with _cleanup(token.destroy):
         yield token
+
+
+# -- S3 (moto) ---------------------------------------------------------------------------
+
+
+def _new_moto() -> MotoServer:
+    server = MotoServer()
+    try:
+        server.start()
+    except BaseException:
+        server.destroy()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoServer]:
+    """One moto S3 server for the session (in memory; any credentials are accepted)."""
+    server = _started("moto", _new_moto)
+    with _cleanup(server.destroy):
+        yield server
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """A bucket of this test's own on the session's moto server."""
+
+    name: str
+    endpoint: str
+    """``http://127.0.0.1:<port>``"""
+    access_key: str
+    secret_key: str
+    region: str
+    server: MotoServer
+
+    def location(self, prefix: str = "") -> str:
+        """desync's URL of a store in the bucket: ``s3+http://127.0.0.1:<port>/<bucket>/<prefix>``."""
+        tail = f"/{prefix.strip('/')}" if prefix.strip("/") else ""
+        return f"s3+{self.endpoint}/{self.name}{tail}"
+
+
+@pytest.fixture
+def s3_bucket(moto_s3: MotoServer) -> Iterator[S3Bucket]:
+    """A new empty bucket; emptied and removed afterwards."""
+    from .moto import ACCESS_KEY, REGION, SECRET_KEY
+
+    if not moto_s3.is_running():  # an earlier test stopped or killed the shared server
+        moto_s3.start()
+    name = moto_s3.create_bucket()
+    try:
+        yield S3Bucket(name, moto_s3.endpoint, ACCESS_KEY, SECRET_KEY, REGION, moto_s3)
+    finally:
+        moto_s3.delete_bucket(name)
+
+
+# -- SFTP (OpenSSH) -----------------------------------------------------------------------
+
+
+def _new_sshd() -> SshServer:
+    server = SshServer()
+    try:
+        server.start()
+    except BaseException:
+        server.destroy()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[SshServer]:
+    """One sshd for the session (SFTP; public-key login of the current user only)."""
+    server = _started("sshd", _new_sshd)
+    with _cleanup(server.destroy):
+        yield server
+
+
+@dataclass(frozen=True)
+class SftpTarget:
+    """A fresh directory on the session's sshd, and how to log in to it."""
+
+    host: str
+    port: int
+    user: str
+    path: str
+    """The directory (absolute; it exists and is empty; the server is this machine)."""
+    key_filename: str
+    known_hosts: str
+    server: SshServer
+
+    @property
+    def url(self) -> str:
+        """``sftp://user@127.0.0.1:<port>/<path>``"""
+        return f"sftp://{self.user}@{self.host}:{self.port}{self.path}"
+
+
+@pytest.fixture
+def sftp_target(sshd: SshServer) -> Iterator[SftpTarget]:
+    """A new empty directory on the sshd server; deleted afterwards."""
+    if not sshd.is_running():  # an earlier test stopped or killed the shared server
+        sshd.start()
+    directory = sshd.base_dir / "stores" / secrets.token_hex(6)
+    directory.mkdir(parents=True)
+    try:
+        yield SftpTarget(
+            host=sshd.host,
+            port=sshd.port,
+            user=sshd.user,
+            path=str(directory),
+            key_filename=str(sshd.client_key),
+            known_hosts=str(sshd.known_hosts),
+            server=sshd,
+        )
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
