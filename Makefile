@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run console test lint typecheck unit servers bench bench-node bench-foundation bench-auth setup clean
+.PHONY: run console test lint typecheck unit servers bench bench-node bench-foundation bench-auth bench-storage setup clean
 
 setup: $(STAMP)
 
@@ -37,7 +37,7 @@ console: $(STAMP)
 	$(BIN)/aria-console
 
 lint: $(STAMP)
-	$(BIN)/ruff check aria_actors tests benchmarks conftest.py hatch_build.py bin/aria-node bin/aria-console
+	$(BIN)/ruff check aria_actors tests benchmarks conftest.py hatch_build.py bin/aria-node bin/aria-console bin/aria-storage
 	$(BIN)/ruff format --check aria_actors tests benchmarks conftest.py hatch_build.py
 
 typecheck: $(STAMP)
@@ -67,6 +67,9 @@ bench-foundation: $(STAMP) servers
 
 bench-auth: $(STAMP)
 	$(BIN)/python benchmarks/bench_auth.py
+
+bench-storage: $(STAMP) servers
+	$(BIN)/python benchmarks/bench_storage.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

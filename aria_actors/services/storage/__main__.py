@@ -1,0 +1,5 @@
+"""``python -m aria_actors.services.storage`` runs ``aria-storage``."""
+
+from .cli import main
+
+main()
