@@ -332,9 +332,7 @@ def test_byte_identical_with_acls_caps_labels_chattr_excludes(
 
 
 @pytest.mark.integration
-def test_exclude_files_without_the_flag(
-    metadata_tree: Path, tmp_path: Path, casync: str
-) -> None:
+def test_exclude_files_without_the_flag(metadata_tree: Path, tmp_path: Path, casync: str) -> None:
     # Debian's casync 2 obeys .caexclude even with --exclude-file=no (only the bit changes)
     args = ["--exclude-file=no"]
     theirs = _casync_make(casync, metadata_tree, tmp_path / "theirs.catar", args)
@@ -405,9 +403,7 @@ def test_our_archive_extracts_with_casync(
 
 
 @pytest.mark.integration
-def test_metadata_round_trips_both_ways(
-    metadata_tree: Path, tmp_path: Path, casync: str
-) -> None:
+def test_metadata_round_trips_both_ways(metadata_tree: Path, tmp_path: Path, casync: str) -> None:
     theirs = _casync_make(casync, metadata_tree, tmp_path / "theirs.catar", [])
     try:
         extract(theirs, tmp_path / "by-us")

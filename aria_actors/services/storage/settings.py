@@ -1,0 +1,226 @@
+"""aria_storage's settings: ``[services.aria_storage]`` in the node configuration.
+
+::
+
+    [services.aria_storage]
+    default_store = "default"          # where new assets go
+    indexes = ""                       # "": <state_dir>/storage/indexes
+    min_chunk = 16384                  # chunk sizes of new versions (casync's defaults)
+    avg_chunk = 65536
+    max_chunk = 262144
+    digest = "sha512-256"              # sha512-256 (casync's default) | sha256 | blake3
+    compression_level = 3              # zstd level of new chunks (1..22)
+    max_jobs = 4                       # adds and fetches running at once; more wait
+    workers = 0                        # threads per make/extract; 0: the library's default
+    integrity_interval = 3600          # seconds between integrity checks; 0: never
+    integrity_sample = 256             # chunks of live versions checked per store each time
+    repair = false                     # remove corrupt chunks found (a later add re-stores them)
+    gc_interval = 86400                # seconds between garbage collections; 0: never
+    gc_grace = 3600                    # an unreferenced chunk is removed only after this long
+    keep_last = 0                      # retention: keep the newest N versions of each asset
+    keep_days = 0                      #   and/or those younger than D days (0: rule off;
+                                       #   both off: keep everything). The newest is never retired.
+
+    [services.aria_storage.stores.default]         # the embedded default
+    location = ""                      # "": <state_dir>/storage/stores/<name>
+
+    [services.aria_storage.stores.shared]          # any desync-style location
+    location = "s3+https://s3.example.net/chunks/aria"
+    writable = true
+    cache = "default"                  # read through (and write to) the store named "default"
+    credentials = "aria_storage/s3"    # a secret in aria_security; its fields become options
+    options = { region = "eu-west-1" } # passed to the store (see stores/chain.py:open_store)
+    gc = true                          # false: never prune it (a store other tools write to)
+
+Without ``stores`` a node has the one embedded store ``default``. A bad value stops
+the start with a :class:`ConfigError` naming the key
+(``services.aria_storage.stores.shared.cache: ...``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from ..._runtime.errors import ConfigError
+from ..._runtime.tomlfile import describe
+from .chunker import ChunkerParams
+from .ids import Digest
+
+SERVICE: Final = "aria_storage"
+STORE_NAME_LIMIT: Final = 64
+STORE_NAME: Final = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{STORE_NAME_LIMIT - 1}}}")
+SCHEMES: Final = ("file", "http", "https", "s3+http", "s3+https", "sftp")
+
+
+class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One chunk store (``[services.aria_storage.stores.<name>]``)."""
+
+    location: str = ""
+    writable: bool = True
+    cache: str = ""
+    credentials: str = ""
+    options: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+    gc: bool = True
+
+
+def _default_stores() -> dict[str, StoreSettings]:
+    return {"default": StoreSettings()}
+
+
+class StorageSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """All of ``[services.aria_storage]``; see the module documentation."""
+
+    stores: dict[str, StoreSettings] = msgspec.field(default_factory=_default_stores)
+    default_store: str = "default"
+    indexes: str = ""
+    min_chunk: int = 16 * 1024
+    avg_chunk: int = 64 * 1024
+    max_chunk: int = 256 * 1024
+    digest: Digest = "sha512-256"
+    compression_level: int = 3
+    max_jobs: int = 4
+    workers: int = 0
+    integrity_interval: float = 3600.0
+    integrity_sample: int = 256
+    repair: bool = False
+    gc_interval: float = 86400.0
+    gc_grace: float = 3600.0
+    keep_last: int = 0
+    keep_days: float = 0.0
+
+    @property
+    def chunker(self) -> ChunkerParams:
+        return ChunkerParams(self.min_chunk, self.avg_chunk, self.max_chunk)
+
+    @property
+    def make_workers(self) -> int | None:
+        return self.workers or None
+
+
+def _fail(key: str, message: str) -> ConfigError:
+    return ConfigError(f"services.{SERVICE}.{key}: {message}")
+
+
+def _check(settings: StorageSettings) -> None:
+    """The checks msgspec's types cannot say; each error names its key."""
+    if not settings.stores:
+        raise _fail("stores", "at least one store is needed")
+    for name, store in settings.stores.items():
+        key = f"stores.{name}"
+        if not STORE_NAME.fullmatch(name):
+            raise _fail(
+                key,
+                f"a store name is 1..{STORE_NAME_LIMIT} ASCII letters, digits, '_' or '-' "
+                "(starting with a letter or digit)",
+            )
+        if store.cache:
+            if store.cache == name:
+                raise _fail(f"{key}.cache", "a store cannot be its own cache")
+            if store.cache not in settings.stores:
+                raise _fail(
+                    f"{key}.cache",
+                    f"names no store {store.cache!r} (known: {', '.join(sorted(settings.stores))})",
+                )
+        if "://" in store.location:
+            scheme = store.location.split("://", 1)[0].lower()
+            if scheme not in SCHEMES:
+                raise _fail(
+                    f"{key}.location",
+                    f"unknown scheme {scheme!r}; expected a path or one of "
+                    + ", ".join(f"{s}://" for s in SCHEMES),
+                )
+    if settings.default_store not in settings.stores:
+        raise _fail(
+            "default_store",
+            f"names no store {settings.default_store!r} "
+            f"(known: {', '.join(sorted(settings.stores))})",
+        )
+    if not settings.stores[settings.default_store].writable:
+        raise _fail("default_store", f"store {settings.default_store!r} is not writable")
+    try:
+        settings.chunker  # noqa: B018 - validates the three sizes together
+    except (TypeError, ValueError) as exc:
+        raise _fail("min_chunk/avg_chunk/max_chunk", str(exc)) from None
+    if not 1 <= settings.compression_level <= 22:
+        raise _fail("compression_level", f"zstd levels are 1..22, not {settings.compression_level}")
+    if not 1 <= settings.max_jobs <= 256:
+        raise _fail("max_jobs", f"must be 1..256, not {settings.max_jobs}")
+    if not 0 <= settings.workers <= 256:
+        raise _fail("workers", f"must be 0 (default) ..256, not {settings.workers}")
+    for key in ("integrity_interval", "gc_interval", "gc_grace", "keep_days"):
+        value = getattr(settings, key)
+        if not 0 <= value < float("inf"):
+            raise _fail(key, f"must be 0 or more seconds (days for keep_days), not {value}")
+    if settings.integrity_sample < 1:
+        raise _fail("integrity_sample", f"must be at least 1, not {settings.integrity_sample}")
+    if settings.keep_last < 0:
+        raise _fail("keep_last", f"must be 0 (rule off) or more, not {settings.keep_last}")
+
+
+def load_settings(raw: Mapping[str, Any]) -> StorageSettings:
+    """Decode and check ``[services.aria_storage]``.
+
+    Raises:
+        ConfigError: naming the key (``services.aria_storage.gc_grace: ...``).
+    """
+    raw = dict(raw)
+    stores = raw.get("stores")
+    if isinstance(stores, dict):  # each one decoded alone, so errors name it
+        checked: dict[str, StoreSettings] = {}
+        for name, table in stores.items():
+            try:
+                checked[str(name)] = msgspec.convert(table, StoreSettings)
+            except msgspec.ValidationError as exc:
+                described = describe(exc).removeprefix("(top level)")
+                joiner = "" if described.startswith(":") else "."
+                raise ConfigError(f"services.{SERVICE}.stores.{name}{joiner}{described}") from exc
+        raw["stores"] = checked
+    try:
+        settings = msgspec.convert(raw, StorageSettings, from_attributes=True)
+    except msgspec.ValidationError as exc:
+        described = describe(exc).removeprefix("(top level)")
+        raise ConfigError(
+            f"services.{SERVICE}{'' if described.startswith(':') else '.'}{described}"
+        ) from exc
+    _check(settings)
+    return settings
+
+
+def storage_dir(state_dir: Path) -> Path:
+    """Where the embedded defaults live: ``<state_dir>/storage``."""
+    return state_dir / "storage"
+
+
+def indexes_dir(settings: StorageSettings, state_dir: Path | None) -> Path:
+    """Where the catalogue keeps its index files.
+
+    Raises:
+        ConfigError: ``indexes`` is empty and the node has no state directory.
+    """
+    if settings.indexes:
+        return Path(settings.indexes).expanduser()
+    if state_dir is None:
+        raise _fail("indexes", "empty (the default) needs the node's state directory; set it")
+    return storage_dir(state_dir) / "indexes"
+
+
+def store_location(settings: StorageSettings, name: str, state_dir: Path | None) -> str:
+    """Store ``name``'s location, the embedded default filled in.
+
+    Raises:
+        ConfigError: its location is empty and the node has no state directory.
+    """
+    location = settings.stores[name].location
+    if location:
+        return location
+    if state_dir is None:
+        raise _fail(
+            f"stores.{name}.location",
+            "empty (the default) needs the node's state directory; set it",
+        )
+    return str(storage_dir(state_dir) / "stores" / name)
