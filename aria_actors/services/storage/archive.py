@@ -21,13 +21,13 @@ from pathlib import Path
 from . import catar
 from . import flags as ff
 from .chunker import ChunkerParams
-from .chunks import Compression, open_chunk
-from .errors import ChunkMissing, CorruptChunk, StorageError
+from .chunks import Compression
+from .errors import StorageError
 from .ids import ChunkId
 from .index import Index, flags_for_digest
 from .make import MakeStats, make
 from .pipeline import OrderedPool
-from .stores.base import Store
+from .stores.base import Store, fetch_chunk
 
 #: bytes per block of the encoder's stream (the chunker's step)
 BLOCK = 1 << 20
@@ -105,33 +105,15 @@ def chunk_stream(
     store_list = [stores] if isinstance(stores, Store) else list(stores)
     digest = index.digest
 
-    def fetch(cid: ChunkId, size: int) -> bytes:
-        corrupt: CorruptChunk | None = None
-        for store in store_list:
-            try:
-                blob = store.get(cid)
-            except ChunkMissing:
-                continue
-            try:
-                data = open_chunk(blob, cid, digest, max_size=size)
-            except CorruptChunk as exc:
-                corrupt = corrupt or exc
-                continue
-            if len(data) != size:
-                raise CorruptChunk(
-                    f"chunk {cid}: {len(data)} bytes, the index says {size}", chunk_id=str(cid)
-                )
-            return data
-        if corrupt is not None:
-            raise corrupt
-        tried = ", ".join(str(s) for s in store_list) or "no stores"
-        raise ChunkMissing(f"chunk {cid} is in none of the stores ({tried})", chunk_id=str(cid))
-
     with OrderedPool[bytes](workers) as pool:
         for chunk in index:
-            pool.submit(fetch, chunk.id, chunk.size)
+            pool.submit(_fetch_sized, store_list, chunk.id, digest, chunk.size)
             yield from pool.results()
         yield from pool.drain()
+
+
+def _fetch_sized(stores: list[Store], cid: ChunkId, digest: str, size: int) -> bytes:
+    return fetch_chunk(stores, cid, digest, size=size)
 
 
 def untar(

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .chunker import ChunkerParams
-from .chunks import check, open_chunk
-from .errors import ChunkMissing, CorruptChunk, StorageError
+from .chunks import check
+from .errors import CorruptChunk, StorageError
 from .ids import ChunkId
 from .index import Index
 from .make import make
 from .pipeline import OrderedPool
-from .stores.base import Store
+from .stores.base import Store, fetch_chunk
 
 #: distinct chunks handled per pool task
 BATCH = 16
@@ -155,13 +155,8 @@ def extract(
                         if data is not None:
                             seed_n += 1
                     if data is None:
-                        data = _fetch(store_list, cid, digest, size)
+                        data = fetch_chunk(store_list, cid, digest, size=size)
                         store_n += 1
-                    if len(data) != size:
-                        raise CorruptChunk(
-                            f"chunk {cid}: {len(data)} bytes, the index says {size}",
-                            chunk_id=str(cid),
-                        )
                     if size <= len(_ZEROS) and data == _ZEROS[:size]:
                         zero_n += 1
                         continue
@@ -231,25 +226,6 @@ def _read_seed(seed: _SeedChunk, cid: ChunkId, digest: str) -> bytes | None:
     except (OSError, CorruptChunk):
         return None
     return data
-
-
-def _fetch(stores: list[Store], cid: ChunkId, digest: str, size: int) -> bytes:
-    """The chunk from the first store holding a good copy (a corrupt copy in one store
-    does not hide a good one in the next; if all copies are bad, the first error)."""
-    corrupt: CorruptChunk | None = None
-    for store in stores:
-        try:
-            blob = store.get(cid)
-        except ChunkMissing:
-            continue
-        try:
-            return open_chunk(blob, cid, digest, max_size=size)
-        except CorruptChunk as exc:
-            corrupt = corrupt or CorruptChunk(f"store {store}: {exc}", chunk_id=str(cid))
-    if corrupt is not None:
-        raise corrupt
-    tried = ", ".join(str(s) for s in stores) or "no stores"
-    raise ChunkMissing(f"chunk {cid} is in none of the stores ({tried})", chunk_id=str(cid))
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int, path: Path) -> None:

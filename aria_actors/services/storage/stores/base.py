@@ -8,11 +8,11 @@ threads, the service's store actors through ``anyio.to_thread``. A store deals i
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 
 from ..chunks import CHUNK_SIZE_LIMIT, open_chunk
-from ..errors import StoreReadOnly
+from ..errors import ChunkMissing, CorruptChunk, StoreReadOnly
 from ..ids import ChunkId
 
 
@@ -80,7 +80,44 @@ class Store(abc.ABC):
 
 
 def fetch_chunk(
-    store: Store, chunk_id: ChunkId, digest: str = "sha512-256", *, max_size: int = CHUNK_SIZE_LIMIT
+    stores: Store | Sequence[Store],
+    chunk_id: ChunkId,
+    digest: str = "sha512-256",
+    *,
+    max_size: int = CHUNK_SIZE_LIMIT,
+    size: int | None = None,
 ) -> bytes:
-    """A chunk's bytes from ``store``: read, decompressed and checked against its id."""
-    return open_chunk(store.get(chunk_id), chunk_id, digest, max_size=max_size)
+    """A chunk's bytes: read, decompressed and checked against its id.
+
+    With several stores, each is tried in order and the first good copy wins: a
+    corrupt copy in one store does not hide a good one in the next. ``size`` (the
+    length the index gives) caps the decompression and must match.
+
+    Raises :class:`~..errors.ChunkMissing` naming every store tried when none has it,
+    :class:`~..errors.CorruptChunk` (the first one met) when every copy is bad.
+    """
+    store_list = [stores] if isinstance(stores, Store) else stores
+    corrupt: CorruptChunk | None = None
+    limit = max_size if size is None else size
+    for store in store_list:
+        try:
+            blob = store.get(chunk_id)
+        except ChunkMissing:
+            continue
+        try:
+            data = open_chunk(blob, chunk_id, digest, max_size=limit)
+        except CorruptChunk as exc:
+            corrupt = corrupt or CorruptChunk(f"store {store}: {exc}", chunk_id=str(chunk_id))
+            continue
+        if size is not None and len(data) != size:
+            raise CorruptChunk(
+                f"chunk {chunk_id}: {len(data)} bytes, the index says {size}",
+                chunk_id=str(chunk_id),
+            )
+        return data
+    if corrupt is not None:
+        raise corrupt
+    tried = ", ".join(str(s) for s in store_list) or "no stores"
+    raise ChunkMissing(
+        f"chunk {chunk_id} is in none of the stores ({tried})", chunk_id=str(chunk_id)
+    )

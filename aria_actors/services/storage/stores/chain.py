@@ -17,8 +17,8 @@ from __future__ import annotations
 import itertools
 import os
 import urllib.parse
-from collections.abc import Iterable, Iterator
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final, TypeVar
 
 import structlog
 
@@ -26,6 +26,8 @@ from ..chunks import CHUNK_SIZE_LIMIT, open_chunk
 from ..errors import ChunkMissing, StoreError, StoreReadOnly
 from ..ids import ChunkId, hasher
 from .base import Store
+
+T = TypeVar("T")
 
 logger = structlog.get_logger("aria_storage.stores")
 
@@ -63,11 +65,12 @@ class ChainStore(Store):
             store=self.location,
         )
 
-    def get(self, chunk_id: ChunkId) -> bytes:
+    def _first(self, chunk_id: ChunkId, read: Callable[[Store], T]) -> T:
+        """``read`` on the first store holding the chunk; ChunkMissing if none does."""
         errors: list[StoreError] = []
         for store in self.stores:
             try:
-                return store.get(chunk_id)
+                return read(store)
             except ChunkMissing:
                 continue
             except StoreError as exc:
@@ -78,6 +81,9 @@ class ChainStore(Store):
         raise ChunkMissing(
             f"chunk {chunk_id} is in none of the stores tried: {tried}", chunk_id=str(chunk_id)
         )
+
+    def get(self, chunk_id: ChunkId) -> bytes:
+        return self._first(chunk_id, lambda store: store.get(chunk_id))
 
     def has(self, chunk_id: ChunkId) -> bool:
         errors: list[StoreError] = []
@@ -92,20 +98,7 @@ class ChainStore(Store):
         return False
 
     def size(self, chunk_id: ChunkId) -> int:
-        errors: list[StoreError] = []
-        for store in self.stores:
-            try:
-                return store.size(chunk_id)
-            except ChunkMissing:
-                continue
-            except StoreError as exc:
-                errors.append(exc)
-        if errors:
-            raise self._failed(chunk_id, errors)
-        tried = ", ".join(s.location for s in self.stores)
-        raise ChunkMissing(
-            f"chunk {chunk_id} is in none of the stores tried: {tried}", chunk_id=str(chunk_id)
-        )
+        return self._first(chunk_id, lambda store: store.size(chunk_id))
 
     def put(self, chunk_id: ChunkId, blob: bytes) -> None:
         self._writer().put(chunk_id, blob)

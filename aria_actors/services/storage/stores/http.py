@@ -30,7 +30,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Iterator
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -134,29 +134,24 @@ class HttpStore(Store):
         self._pool_timeout = max(1, math.ceil(timeout))
         pool_timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self._pool: urllib3.HTTPConnectionPool
+        common: dict[str, Any] = {
+            "timeout": pool_timeout,
+            "maxsize": pool_size,
+            "block": True,
+            "headers": headers,
+            "retries": False,
+        }
         if scheme == "https":
             self._pool = urllib3.HTTPSConnectionPool(
                 host,
                 port,
-                timeout=pool_timeout,
-                maxsize=pool_size,
-                block=True,
-                headers=headers,
-                retries=False,
                 cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
                 ca_certs=ca_certs,
                 assert_hostname=None if verify else False,
+                **common,
             )
         else:
-            self._pool = urllib3.HTTPConnectionPool(
-                host,
-                port,
-                timeout=pool_timeout,
-                maxsize=pool_size,
-                block=True,
-                headers=headers,
-                retries=False,
-            )
+            self._pool = urllib3.HTTPConnectionPool(host, port, **common)
 
     # -- plumbing --------------------------------------------------------------------------
 
