@@ -35,7 +35,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import NoReturn, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -218,11 +218,20 @@ def softhsm(monkeypatch: pytest.MonkeyPatch) -> Iterator[SoftHsmToken]:
         yield token
 
 
-# -- S3 (moto) ---------------------------------------------------------------------------
+# -- S3 (moto) and SFTP (OpenSSH) -------------------------------------------------------
 
 
-def _new_moto() -> MotoServer:
-    server = MotoServer()
+class _Server(Protocol):
+    def start(self) -> None: ...
+    def destroy(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Server)
+
+
+def _new_server(make: Callable[[], S]) -> S:
+    """Build and start a server; destroyed again if its start fails."""
+    server = make()
     try:
         server.start()
     except BaseException:
@@ -234,7 +243,7 @@ def _new_moto() -> MotoServer:
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[MotoServer]:
     """One moto S3 server for the session (in memory; any credentials are accepted)."""
-    server = _started("moto", _new_moto)
+    server = _started("moto", lambda: _new_server(MotoServer))
     with _cleanup(server.destroy):
         yield server
 
@@ -271,23 +280,10 @@ def s3_bucket(moto_s3: MotoServer) -> Iterator[S3Bucket]:
         moto_s3.delete_bucket(name)
 
 
-# -- SFTP (OpenSSH) -----------------------------------------------------------------------
-
-
-def _new_sshd() -> SshServer:
-    server = SshServer()
-    try:
-        server.start()
-    except BaseException:
-        server.destroy()
-        raise
-    return server
-
-
 @pytest.fixture(scope="session")
 def sshd() -> Iterator[SshServer]:
     """One sshd for the session (SFTP; public-key login of the current user only)."""
-    server = _started("sshd", _new_sshd)
+    server = _started("sshd", lambda: _new_server(SshServer))
     with _cleanup(server.destroy):
         yield server
 
