@@ -20,8 +20,6 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
-import structlog
-
 from ..chunks import CHUNK_SIZE_LIMIT, open_chunk
 from ..errors import ChunkMissing, StoreError, StoreReadOnly
 from ..ids import ChunkId, hasher
@@ -29,7 +27,12 @@ from .base import Store
 
 T = TypeVar("T")
 
-logger = structlog.get_logger("aria_storage.stores")
+
+def _warn(event: str, **fields: object) -> None:
+    """Log a warning; structlog is imported on first use (it costs the CLI ~30 ms)."""
+    import structlog
+
+    structlog.get_logger("aria_storage.stores").warning(event, **fields)
 
 
 class ChainStore(Store):
@@ -163,14 +166,14 @@ class CacheStore(Store):
         except ChunkMissing:
             pass
         except StoreError as exc:
-            logger.warning("cache_read_failed", cache=self.cache.location, error=str(exc))
+            _warn("cache_read_failed", cache=self.cache.location, error=str(exc))
         blob = self.remote.get(chunk_id)
         open_chunk(blob, chunk_id, self.digest, max_size=self.max_size)
         if self.cache.writable:
             try:
                 self.cache.put(chunk_id, blob)
             except StoreError as exc:
-                logger.warning("cache_write_failed", cache=self.cache.location, error=str(exc))
+                _warn("cache_write_failed", cache=self.cache.location, error=str(exc))
         return blob
 
     def has(self, chunk_id: ChunkId) -> bool:
@@ -178,7 +181,7 @@ class CacheStore(Store):
             if self.cache.has(chunk_id):
                 return True
         except StoreError as exc:
-            logger.warning("cache_read_failed", cache=self.cache.location, error=str(exc))
+            _warn("cache_read_failed", cache=self.cache.location, error=str(exc))
         return self.remote.has(chunk_id)
 
     def size(self, chunk_id: ChunkId) -> int:
@@ -187,7 +190,7 @@ class CacheStore(Store):
         except ChunkMissing:
             pass
         except StoreError as exc:
-            logger.warning("cache_read_failed", cache=self.cache.location, error=str(exc))
+            _warn("cache_read_failed", cache=self.cache.location, error=str(exc))
         return self.remote.size(chunk_id)
 
     def put(self, chunk_id: ChunkId, blob: bytes) -> None:
@@ -197,7 +200,7 @@ class CacheStore(Store):
             try:
                 self.cache.put(chunk_id, blob)
             except StoreError as exc:
-                logger.warning("cache_write_failed", cache=self.cache.location, error=str(exc))
+                _warn("cache_write_failed", cache=self.cache.location, error=str(exc))
 
     def remove(self, chunk_id: ChunkId) -> None:
         self._refuse_write()
