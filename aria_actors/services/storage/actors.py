@@ -2,7 +2,9 @@
 the maintenance actor (see ``supervisors/aria_storage.toml``)::
 
     aria_storage (rest_for_one)
-    ├── stores      dynamic supervisor: aria_storage.store.<name>, one StoreActor per store
+    ├── stores      dynamic supervisor: aria_storage.store.<name>, one StoreActor per store,
+    │               and aria_storage.server.<name>, a ChunkServerActor per served store
+    │               (server_actor.py)
     ├── registry    StoreRegistry: starts the store actors at boot, lists the stores
     ├── catalogue   CatalogueActor: assets and versions (aria_data), adds and fetches
     └── maintenance MaintenanceActor: integrity checks and garbage collection on timers
@@ -541,8 +543,10 @@ class StoreActor(_Requests):
 
 class StoreRegistry(Actor):
     """``aria_storage.registry``: starts a :class:`StoreActor` per configured store
-    under the ``stores`` dynamic supervisor (keeping those already running, stopping
-    those no longer configured) and lists the stores."""
+    under the ``stores`` dynamic supervisor, each followed by its
+    :class:`~.server_actor.ChunkServerActor` when the store has a ``serve`` table
+    (keeping those already running, stopping those no longer configured), and lists
+    the stores (with their servers' URLs)."""
 
     async def init(self, supervisor: str = STORES_SUPERVISOR) -> None:
         self.settings = load_settings(self.node.service_settings(SERVICE))
@@ -552,15 +556,11 @@ class StoreRegistry(Actor):
                 f"{supervisor} is not a running supervisor; the registry starts the store "
                 "actors under it (see supervisors/aria_storage.toml)"
             )
-        wanted = {store_actor_name(name) for name in self.settings.stores}
-        for child in await ref.which_children():
-            if child.actor is not None and child.actor.name not in wanted:
-                await ref.terminate_child(child.actor)
-        for name in self.settings.stores:
-            running = self.node.whereis(store_actor_name(name))
-            if running is not None and running.is_alive():
-                continue
-            await ref.start_child(
+        from .server_actor import SHUTDOWN, ChunkServerActor, server_actor_name  # imports us
+
+        children: list[ChildSpec] = []
+        for name, config in self.settings.stores.items():
+            children.append(
                 ChildSpec(
                     id=f"store.{name}",
                     start=StoreActor,
@@ -569,9 +569,31 @@ class StoreRegistry(Actor):
                     shutdown=10.0,
                 )
             )
+            if config.serve is not None:
+                children.append(
+                    ChildSpec(
+                        id=f"server.{name}",
+                        start=ChunkServerActor,
+                        args={"store": name},
+                        name=server_actor_name(name),
+                        shutdown=SHUTDOWN,
+                    )
+                )
+        wanted = {child.name for child in children}
+        for child in await ref.which_children():
+            if child.actor is not None and child.actor.name not in wanted:
+                await ref.terminate_child(child.actor)
+        for spec in children:
+            assert spec.name is not None
+            running = self.node.whereis(spec.name)
+            if running is not None and running.is_alive():
+                continue
+            await ref.start_child(spec)
 
     @handles(ListStores)
     def list_stores(self, message: ListStores) -> list[StoreDescription]:
+        from .server_actor import served_url
+
         settings = self.settings
         return [
             StoreDescription(
@@ -581,6 +603,8 @@ class StoreRegistry(Actor):
                 cache=config.cache,
                 gc=config.gc,
                 default=name == settings.default_store,
+                served=config.serve is not None,
+                url=served_url(self.node, name),
             )
             for name, config in settings.stores.items()
         ]

@@ -10,7 +10,8 @@
     report = await storage.collect_garbage()                      # retention, then prune
 
 Every method is a call to one of the service's actors (``aria_storage.catalogue``,
-``aria_storage.maintenance``, ``aria_storage.store.<name>``, ``aria_storage.registry``).
+``aria_storage.maintenance``, ``aria_storage.store.<name>``, ``aria_storage.registry``,
+``aria_storage.server.<name>``).
 Adds and fetches wait up to ``job_timeout`` seconds (big files take a while),
 everything else ``timeout``. Paths are paths on the node's machine.
 """
@@ -50,10 +51,13 @@ from .messages import (
     ListVersions,
     PutChunk,
     RetireVersions,
+    ServerInfo,
+    ServerStatus,
     StoreDescription,
     StoreStats,
     StoreStatus,
 )
+from .server_actor import server_actor_name
 
 TIMEOUT: Final = 30.0
 JOB_TIMEOUT: Final = 3600.0
@@ -155,6 +159,23 @@ class Storage:
 
     async def stores(self) -> list[StoreDescription]:
         return cast(list[StoreDescription], await self._call(ListStores(), REGISTRY))
+
+    async def server(self, store: str) -> ServerStatus:
+        """Store ``store``'s chunk-server: its URL (the bound port filled in), requests
+        answered, connections open.
+
+        Raises:
+            NoProcess: the store has no ``serve`` table, or its server is restarting.
+        """
+        return cast(ServerStatus, await self._call(ServerInfo(), server_actor_name(store)))
+
+    async def servers(self) -> list[ServerStatus]:
+        """The chunk-server of every served store, in the configuration's order.
+
+        Raises:
+            NoProcess: a served store's server is restarting (try again).
+        """
+        return [await self.server(d.name) for d in await self.stores() if d.served]
 
     async def store_stats(self, store: str, refresh: bool = False) -> StoreStatus:
         message = StoreStats(refresh)

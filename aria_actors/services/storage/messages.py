@@ -187,9 +187,37 @@ class ListStores(msgspec.Struct, frozen=True, tag=True):
 
 
 class StoreDescription(msgspec.Struct, frozen=True, kw_only=True):
+    """A configured store. ``served``: it has a ``serve`` table; ``url``: where its
+    chunk-server answers now (``""`` when not served, or while its server restarts)."""
+
     name: str
     location: str
     writable: bool
     cache: str
     gc: bool
     default: bool
+    served: bool = False
+    url: str = ""
+
+
+# -- aria_storage.server.<name> ------------------------------------------------------------
+
+
+class ServerInfo(msgspec.Struct, frozen=True, tag=True):
+    """The store's chunk-server as it runs; answers a :class:`ServerStatus`."""
+
+
+class ServerStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """A chunk-server: the ``url`` clients use (the bound port filled in), whether it
+    takes uploads (``writable``) and checks aria_auth tokens (``auth``), the requests
+    answered since it started, those being handled now (``active``) and the client
+    connections open (``connections``)."""
+
+    store: str
+    url: str
+    listen: str
+    writable: bool
+    auth: bool
+    requests: int
+    active: int
+    connections: int

@@ -32,13 +32,28 @@
     options = { region = "eu-west-1" } # passed to the store (see stores/chain.py:open_store)
     gc = true                          # false: never prune it (a store other tools write to)
 
+    [services.aria_storage.stores.default.serve]   # serve the store over HTTP (desync's layout)
+    listen = "127.0.0.1:8765"          # host:port ([::1]:8765 for IPv6); port 0: any free port
+    writable = false                   # accept (verified) PUTs and DELETEs
+    auth = true                        # require aria_auth tokens; false: open to anyone,
+    allow_open = false                 #   refused off loopback unless allow_open = true
+    read_permission = "storage:read"   # what a token needs to GET/HEAD/list
+    write_permission = "storage:write" # ... and to PUT/DELETE
+
 Without ``stores`` a node has the one embedded store ``default``. A bad value stops
 the start with a :class:`ConfigError` naming the key
 (``services.aria_storage.stores.shared.cache: ...``).
+
+A ``serve`` table makes the node run a chunk-server for that store
+(:class:`~.server_actor.ChunkServerActor`). Its checks: ``listen`` is ``host:port``;
+``auth = false`` on an address that is not loopback needs ``allow_open = true``;
+``writable = true`` needs a writable store; two stores cannot share a fixed port
+(whatever their hosts).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,6 +72,60 @@ STORE_NAME: Final = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{STORE_NAME_LIMIT 
 SCHEMES: Final = ("file", "http", "https", "s3+http", "s3+https", "sftp")
 
 
+_HOST_NAME: Final = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?")
+_PERMISSION: Final = re.compile(r"\S{1,200}")
+
+
+class ServeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A store's chunk-server (``[services.aria_storage.stores.<name>.serve]``)."""
+
+    listen: str = "127.0.0.1:0"
+    writable: bool = False
+    auth: bool = True
+    allow_open: bool = False
+    read_permission: str = "storage:read"
+    write_permission: str = "storage:write"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` of ``listen`` (checked by :func:`load_settings`)."""
+        return parse_listen(self.listen)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[::1]:port"`` for IPv6) as ``(host, port)``; port 0: any.
+
+    Raises:
+        ValueError: saying what is wrong.
+    """
+    host, colon, port_text = listen.rpartition(":")
+    if not colon or not host:
+        raise ValueError(f"expected host:port (e.g. 127.0.0.1:8765), not {listen!r}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"the port of {listen!r} must be 0..65535 (0: any free port)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in {listen!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address goes in brackets ([::1]:8765), not {listen!r}")
+    elif not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"{host!r} in {listen!r} is not a host name or address")
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only ever reaches this machine (``localhost``, 127/8, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another name: it may resolve anywhere
+
+
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One chunk store (``[services.aria_storage.stores.<name>]``)."""
 
@@ -66,6 +135,7 @@ class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     credentials: str = ""
     options: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
     gc: bool = True
+    serve: ServeSettings | None = None
 
 
 def _default_stores() -> dict[str, StoreSettings]:
@@ -134,6 +204,7 @@ def _check(settings: StorageSettings) -> None:
                     f"unknown scheme {scheme!r}; expected a path or one of "
                     + ", ".join(f"{s}://" for s in SCHEMES),
                 )
+    _check_servers(settings)
     if settings.default_store not in settings.stores:
         raise _fail(
             "default_store",
@@ -160,6 +231,47 @@ def _check(settings: StorageSettings) -> None:
         raise _fail("integrity_sample", f"must be at least 1, not {settings.integrity_sample}")
     if settings.keep_last < 0:
         raise _fail("keep_last", f"must be 0 (rule off) or more, not {settings.keep_last}")
+
+
+def _check_servers(settings: StorageSettings) -> None:
+    ports: dict[int, str] = {}
+    for name, store in settings.stores.items():
+        serve = store.serve
+        if serve is None:
+            continue
+        key = f"stores.{name}.serve"
+        try:
+            host, port = serve.address
+        except ValueError as exc:
+            raise _fail(f"{key}.listen", str(exc)) from None
+        if port:
+            other = ports.setdefault(port, name)
+            if other != name:
+                raise _fail(
+                    f"{key}.listen",
+                    f"port {port} is also stores.{other}.serve's; give each store its own "
+                    "port (or 0: any free port)",
+                )
+        if not serve.auth and not serve.allow_open and not is_loopback(host):
+            raise _fail(
+                f"{key}.auth",
+                f"false on {host}, which is not a loopback address, serves the store to "
+                "anyone who can reach it: keep auth = true, listen on 127.0.0.1, "
+                "or set allow_open = true to mean it",
+            )
+        if serve.writable and not store.writable:
+            raise _fail(
+                f"{key}.writable",
+                f"store {name!r} is read-only (stores.{name}.writable = false); "
+                "its server cannot accept uploads",
+            )
+        for field in ("read_permission", "write_permission"):
+            value = getattr(serve, field)
+            if not _PERMISSION.fullmatch(value):
+                raise _fail(
+                    f"{key}.{field}",
+                    f"a permission is 1..200 characters without spaces, not {value!r}",
+                )
 
 
 def load_settings(raw: Mapping[str, Any]) -> StorageSettings:
