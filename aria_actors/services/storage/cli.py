@@ -5,6 +5,10 @@ Commands and flags follow desync's where they overlap (``-s`` store, ``-c`` cach
 place, ``--digest``). Stores are given as locations: a directory, ``http(s)://``,
 ``s3+http(s)://``, ``sftp://``.
 
+An HTTP store behind aria_auth (a node's chunk server) gets the token in
+``ARIA_STORAGE_TOKEN`` (an environment variable, so it never shows in ``ps``). The
+``chunk-server`` command admits only requests bearing that same token when it is set.
+
 Exit status: 0 on success, 1 when the operation failed (the message on stderr names
 the file, chunk or store), 2 for a usage error.
 """
@@ -55,7 +59,11 @@ def parse_chunk_size(text: str) -> ChunkerParams:
 def _open(location: str, *, writable: bool = True) -> Store:
     from .stores.chain import open_store
 
-    return open_store(location, writable=writable)
+    options: dict[str, object] = {"writable": writable}
+    token = os.environ.get("ARIA_STORAGE_TOKEN")
+    if token and location.split("://", 1)[0].lower() in ("http", "https"):
+        options["token"] = token  # an aria_auth token for a node's chunk server
+    return open_store(location, **options)
 
 
 def _stores(locations: Sequence[str], *, writable: bool = False) -> list[Store]:

@@ -210,3 +210,41 @@ def test_tar_untar_list(tmp_path: Path, casync: str, capsys: pytest.CaptureFixtu
     assert aria("tar", "--with=bogus", tmp_path / "x.catar", tree) == 1
     assert "bogus" in capsys.readouterr().err
     assert not (tmp_path / "x.catar").exists()
+
+
+def test_token_from_the_environment_reaches_a_chunk_server(
+    tmp_path: Path, blob: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+    import threading
+
+    from aria_actors.services.storage.stores.local import LocalStore
+    from aria_actors.services.storage.stores.server import serve, static_token_authorizer
+
+    aria("make", "-s", tmp_path / "store", tmp_path / "b.caibx", blob)
+    loop = asyncio.new_event_loop()
+    holder: dict[str, object] = {}
+
+    async def run() -> None:
+        server = await serve(
+            LocalStore(tmp_path / "store"), authorize=static_token_authorizer("s3cret")
+        )
+        holder["url"] = server.url
+        holder["server"] = server
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=30)
+    try:
+        url = str(holder["url"])
+        assert aria("extract", "-s", url, tmp_path / "b.caibx", tmp_path / "o1") == 1
+        assert "unauthorized" in capsys.readouterr().err
+        monkeypatch.setenv("ARIA_STORAGE_TOKEN", "s3cret")
+        assert aria("extract", "-s", url, tmp_path / "b.caibx", tmp_path / "o2") == 0
+        assert (tmp_path / "o2").read_bytes() == blob.read_bytes()
+    finally:
+        server = holder["server"]
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=30)  # type: ignore[attr-defined]
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
