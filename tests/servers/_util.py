@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 LOOPBACK = "127.0.0.1"
 
@@ -129,3 +131,45 @@ def tail(path: Path, lines: int = 30) -> str:
 def clean_env(drop_prefixes: tuple[str, ...]) -> dict[str, str]:
     """The current environment without the variables that start with ``drop_prefixes``."""
     return {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes)}
+
+
+class ChildServer:
+    """A server that is one child process with a temporary directory of its own.
+
+    Subclasses set ``_base`` (the directory) and ``_proc`` (the process, once started)
+    and implement ``start``; stopping, killing and removing are shared.
+    """
+
+    _base: Path
+    _proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        """Stop it gracefully (SIGTERM, then SIGKILL after a deadline)."""
+        if self._proc is not None:
+            stop_process(self._proc)
+            self._proc = None
+
+    def kill(self) -> None:
+        if self._proc is not None:
+            kill_process(self._proc)
+            self._proc = None
+
+    def destroy(self) -> None:
+        """Kill it and remove its directory."""
+        try:
+            self.kill()
+        finally:
+            shutil.rmtree(self._base, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()

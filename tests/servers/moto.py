@@ -21,13 +21,12 @@ from typing import Any
 
 from ._util import (
     LOOPBACK,
+    ChildServer,
     ComponentMissing,
     ServerFailed,
     clean_env,
     free_port,
-    kill_process,
     short_tempdir,
-    stop_process,
     tail,
     wait_for,
 )
@@ -51,7 +50,7 @@ def find_moto_server() -> str:
     raise ComponentMissing("moto_server (moto[server])", INSTALL_HINT)
 
 
-class MotoServer:
+class MotoServer(ChildServer):
     """``moto_server`` on a free loopback port; ``start()``, ``stop()``, ``destroy()``."""
 
     def __init__(self, start_timeout: float = 60.0) -> None:
@@ -77,9 +76,6 @@ class MotoServer:
     @property
     def log_file(self) -> Path:
         return self._base / "moto.log"
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def _answers(self) -> bool:
         try:
@@ -125,22 +121,6 @@ class MotoServer:
                     continue
                 raise
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc)
-            self._proc = None
-
-    def kill(self) -> None:
-        if self._proc is not None:
-            kill_process(self._proc)
-            self._proc = None
-
-    def destroy(self) -> None:
-        try:
-            self.kill()
-        finally:
-            shutil.rmtree(self._base, ignore_errors=True)
-
     # -- S3 -----------------------------------------------------------------------------------
 
     def client(self) -> Any:
@@ -172,10 +152,3 @@ class MotoServer:
                 if keys:
                     client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
             client.delete_bucket(Bucket=bucket)
-
-    def __enter__(self) -> MotoServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.destroy()

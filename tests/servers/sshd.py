@@ -21,12 +21,11 @@ from pathlib import Path
 
 from ._util import (
     LOOPBACK,
+    ChildServer,
     ComponentMissing,
     ServerFailed,
     free_port,
-    kill_process,
     short_tempdir,
-    stop_process,
     tail,
     wait_for,
 )
@@ -66,7 +65,7 @@ def _keygen(keygen: str, path: Path, comment: str) -> None:
         raise ServerFailed(f"ssh-keygen failed: {result.stderr.strip()}")
 
 
-class SshServer:
+class SshServer(ChildServer):
     """sshd on a free loopback port, for SFTP; see the module documentation."""
 
     def __init__(self, start_timeout: float = 30.0) -> None:
@@ -126,9 +125,6 @@ class SshServer:
         """The host key as a known_hosts line for this server."""
         public = self.host_key.with_suffix(".pub").read_text().split()
         return f"[{LOOPBACK}]:{self._port} {public[0]} {public[1]}\n"
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -205,26 +201,3 @@ class SshServer:
                     continue
                 raise
         self.known_hosts.write_text(self.host_key_line())
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc)
-            self._proc = None
-
-    def kill(self) -> None:
-        if self._proc is not None:
-            kill_process(self._proc)
-            self._proc = None
-
-    def destroy(self) -> None:
-        try:
-            self.kill()
-        finally:
-            shutil.rmtree(self._base, ignore_errors=True)
-
-    def __enter__(self) -> SshServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.destroy()
