@@ -71,18 +71,6 @@ def data_settings(request: pytest.FixtureRequest) -> dict[str, Any] | None:
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Path:
-    return tmp_path / "state"
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> Path:
-    directory = tmp_path / "files"
-    directory.mkdir()
-    return directory
-
-
-@pytest.fixture
 def settings() -> dict[str, Any]:
     """``[services.aria_storage]``; tests override it with their own fixture value."""
     return storage_settings()

@@ -116,18 +116,6 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    return tmp_path / "state"
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> Path:
-    directory = tmp_path / "files"
-    directory.mkdir()
-    return directory
-
-
 # -- reads with tokens ---------------------------------------------------------------------
 
 
