@@ -29,6 +29,7 @@ from .info import list_chunks as list_chunks
 from .make import make as make
 
 if _TYPE_CHECKING:
+    from .archive import UntarStats as UntarStats
     from .archive import make_archive as make_archive
     from .archive import tar as tar
     from .archive import untar as untar
@@ -63,6 +64,7 @@ _LAZY: dict[str, str] = {
     "make_archive": ".archive",
     "tar": ".archive",
     "untar": ".archive",
+    "UntarStats": ".archive",
     "ChunkerParams": ".chunker",
     "Storage": ".client",
     "ChunkError": ".errors",

@@ -2,7 +2,8 @@
 
 Commands and flags follow desync's where they overlap (``-s`` store, ``-c`` cache,
 ``-m`` min:avg:max in KiB, ``-n`` concurrency, ``--seed INDEX[:BLOB]``, ``-k`` in
-place, ``--digest``). Stores are given as locations: a directory, ``http(s)://``,
+place, ``--digest``); ``untar -i`` takes casync's ``--seed DIR`` (repeatable) and
+``--seed-output=no``. Stores are given as locations: a directory, ``http(s)://``,
 ``s3+http(s)://``, ``sftp://``.
 
 An HTTP store behind aria_auth (a node's chunk server) gets the token in
@@ -54,6 +55,16 @@ def parse_chunk_size(text: str) -> ChunkerParams:
         return ChunkerParams(sizes[0], sizes[1], sizes[2])
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"chunk size {text!r}: {exc}") from None
+
+
+def parse_bool(text: str) -> bool:
+    """casync's booleans: yes/no, true/false, on/off, 1/0."""
+    value = text.strip().lower()
+    if value in ("yes", "y", "true", "t", "on", "1"):
+        return True
+    if value in ("no", "n", "false", "f", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (yes or no)")
 
 
 def _open(location: str, *, writable: bool = True) -> Store:
@@ -260,24 +271,32 @@ def cmd_tar(args: argparse.Namespace) -> int:
 
 
 def cmd_untar(args: argparse.Namespace) -> int:
-    from .archive import untar
+    from .archive import UntarStats, untar
 
     restore_owner = False if args.no_same_owner else None
+    stats = UntarStats()
     if not args.index:
+        if args.seed:
+            raise StorageError("--seed needs -i: seeds provide the chunks of a .caidx")
         untar(args.archive, args.target, restore_owner=restore_owner)
-        return 0
-    stores = _stores(args.store)
-    try:
-        untar(
-            _read_index(args.archive),
-            args.target,
-            stores,
-            restore_owner=restore_owner,
-            workers=args.concurrency,
-        )
-    finally:
-        for s in stores:
-            s.close()
+    else:
+        stores = _stores(args.store)
+        try:
+            untar(
+                _read_index(args.archive),
+                args.target,
+                stores,
+                seeds=args.seed,
+                seed_output=args.seed_output,
+                stats=stats,
+                restore_owner=restore_owner,
+                workers=args.concurrency,
+            )
+        finally:
+            for s in stores:
+                s.close()
+    if args.print_stats:
+        print(json.dumps(vars(stats)), file=sys.stderr)
     return 0
 
 
@@ -453,6 +472,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--index", action="store_true")
     p.add_argument("-s", "--store", action="append", default=[], help="source store (repeatable)")
     p.add_argument("--no-same-owner", action="store_true", help="do not restore ownership")
+    p.add_argument(
+        "--seed",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory (or .catar) that may share chunks with the archive, read before "
+        "the stores (repeatable; with -i)",
+    )
+    p.add_argument(
+        "--seed-output",
+        type=parse_bool,
+        default=True,
+        metavar="BOOL",
+        help="use an existing target directory as a seed too (default yes, as casync)",
+    )
+    p.add_argument("--print-stats", action="store_true")
     p.add_argument("archive")
     p.add_argument("target", help="replaced only once the whole archive has been read")
     common(p)
