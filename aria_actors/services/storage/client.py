@@ -5,6 +5,8 @@
     storage = Storage(node)
     v1 = await storage.add_version("hero", "/srv/models/hero.bin", metadata={"by": "alice"})
     await storage.fetch("hero", "/tmp/hero.bin")                 # the newest live version
+    await storage.add_version("levels", "/srv/levels")           # a directory (a .caidx)
+    await storage.fetch("levels", "/tmp/levels")                 # swapped in whole
     [info] = await storage.versions("hero")
     await storage.retire("hero", [1])                             # or the policy: retire()
     report = await storage.collect_garbage()                      # retention, then prune
@@ -24,16 +26,8 @@ from typing import Any, Final, cast
 from ..._runtime.errors import NoProcess
 from ..._runtime.node import Node
 from ..._runtime.ref import ActorRef
-from .actors import CATALOGUE, MAINTENANCE, REGISTRY, store_actor_name
-from .catalogue import (
-    AssetDetails,
-    AssetSummary,
-    FetchResult,
-    IntegrityReport,
-    RetiredVersion,
-    VersionInfo,
-)
 from .index import Index
+from .integrity import IntegrityReport
 from .messages import (
     AddVersion,
     AssetInfo,
@@ -57,6 +51,9 @@ from .messages import (
     StoreStats,
     StoreStatus,
 )
+from .names import CATALOGUE, MAINTENANCE, REGISTRY, store_actor_name
+from .replies import AssetDetails, AssetSummary, FetchResult, VersionInfo
+from .retention import RetiredVersion
 from .server_actor import server_actor_name
 
 TIMEOUT: Final = 30.0
@@ -97,10 +94,16 @@ class Storage:
         *,
         store: str = "",
         metadata: Mapping[str, Any] | None = None,
+        with_: Iterable[str] = (),
+        without: Iterable[str] = (),
     ) -> VersionInfo:
-        """Make the file ``path`` the next version of ``asset`` (created on first use,
-        in ``store`` or the default store)."""
-        message = AddVersion(asset, str(path), store, dict(metadata or {}))
+        """Make the file or directory ``path`` the next version of ``asset`` (created
+        on first use, in ``store`` or the default store). A directory is archived with
+        the feature flags ``with_``/``without`` (casync's names; default: the
+        settings', else casync's default)."""
+        message = AddVersion(
+            asset, str(path), store, dict(metadata or {}), list(with_), list(without)
+        )
         return cast(VersionInfo, await self._call(message, long=True))
 
     async def assets(self) -> list[AssetSummary]:
@@ -121,7 +124,9 @@ class Storage:
     async def fetch(
         self, asset: str, target: str, version: int = 0, seeds: Iterable[str] = ()
     ) -> FetchResult:
-        """Write a live version to ``target`` (atomically)."""
+        """Write a live version to ``target`` (atomically): a file version to a file,
+        a directory version to a directory (replaced whole). What is at the target,
+        and ``seeds``, seed it (files for a file, directories for a directory)."""
         message = FetchVersion(asset, str(target), version, [str(s) for s in seeds])
         return cast(FetchResult, await self._call(message, long=True))
 

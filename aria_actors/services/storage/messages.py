@@ -1,7 +1,7 @@
 """The messages of aria_storage's actors (use :class:`.client.Storage` instead).
 
 Every one is answered. Failures come back as exceptions: the catalogue's
-(:class:`~.catalogue.UnknownAsset`, :class:`~.catalogue.InvalidName`...), the
+(:class:`~.catalogue_errors.UnknownAsset`, :class:`~.catalogue_errors.InvalidName`...), the
 library's (:class:`~.errors.InvalidIndex`, :class:`~.errors.ChunkMissing`,
 :class:`~.errors.StoreError`...), ``ValueError`` for malformed arguments and
 ``DatabaseError`` when the database is down. None of them stops the actor.
@@ -16,19 +16,28 @@ from typing import Any
 
 import msgspec
 
-from .catalogue import GcReport, RetiredVersion
+from .collector import GcReport
+from .retention import RetiredVersion
 
 # -- aria_storage.catalogue ----------------------------------------------------------------
 
 
 class AddVersion(msgspec.Struct, frozen=True, tag=True):
-    """Make the file ``path`` the next version of ``asset`` (created if new, in
-    ``store`` or the default store); answers a :class:`~.catalogue.VersionInfo`."""
+    """Make the file or directory ``path`` the next version of ``asset`` (created if
+    new, in ``store`` or the default store); answers a :class:`~.replies.VersionInfo`.
+
+    A directory becomes an archive version (a ``.caidx``) recording what its feature
+    flags say: ``with``/``without`` are casync's ``--with``/``--without`` names
+    (``"unix"``, ``"xattrs"``...); given, they replace the settings' ``archive_with``/
+    ``archive_without`` (for a file they are refused). An asset's versions are all
+    files or all directories."""
 
     asset: str
     path: str
     store: str = ""
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    with_: list[str] = msgspec.field(default_factory=list, name="with")
+    without: list[str] = msgspec.field(default_factory=list)
 
 
 class ListAssets(msgspec.Struct, frozen=True, tag=True):
@@ -59,7 +68,10 @@ class GetIndex(msgspec.Struct, frozen=True, tag=True):
 
 class FetchVersion(msgspec.Struct, frozen=True, tag=True):
     """Write a live version to ``target`` (atomically; an existing file there is used
-    as a seed, as are ``seeds``); answers a ``FetchResult``."""
+    as a seed, as are ``seeds``); answers a ``FetchResult``. A directory version goes
+    to a directory (built beside it, swapped in whole), never onto a file; the
+    directory already there seeds it, as do ``seeds`` (directories or ``.catar``
+    files)."""
 
     asset: str
     target: str

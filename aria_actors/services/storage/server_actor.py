@@ -8,7 +8,7 @@ that has a ``serve`` table (``[services.aria_storage.stores.<name>.serve]``).
     writable = false               # true: accept verified PUTs (and DELETEs)
     auth = true                    # aria_auth tokens: storage:read / storage:write
 
-The :class:`~.actors.StoreRegistry` starts the server actors under the ``stores``
+The :class:`~.registry_actor.StoreRegistry` starts the server actors under the ``stores``
 dynamic supervisor, each right after its store's actor, registered as
 ``aria_storage.server.<name>``. Each runs a :class:`~.stores.server.ChunkServer`
 (desync's layout: ``GET /<xxxx>/<id>.cacnk``, aria's ``GET /_ids`` listing) on a
@@ -49,10 +49,11 @@ from ..._runtime.messages import ExitReason
 from ..._runtime.node import Node
 from ..._runtime.ref import ActorRef
 from ..auth.client import Auth
-from .actors import MeasuredStore, Metrics, open_configured, store_options
 from .ids import ChunkId
 from .messages import ServerInfo, ServerStatus
+from .metrics import MeasuredStore, Metrics
 from .settings import SERVICE, load_settings
+from .store_actor import open_configured, store_options
 from .stores.base import Store
 from .stores.server import ChunkServer, aria_auth_authorizer
 

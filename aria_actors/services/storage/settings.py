@@ -20,6 +20,10 @@
     keep_last = 0                      # retention: keep the newest N versions of each asset
     keep_days = 0                      #   and/or those younger than D days (0: rule off;
                                        #   both off: keep everything). The newest is never retired.
+    archive_with = []                  # what directory versions record (casync's --with names:
+                                       #   "best", "unix", "sec-time", "xattrs"...); []: casync's
+                                       #   default (best without flag-nodump)
+    archive_without = []               #   minus these (casync's --without names)
 
     [services.aria_storage.stores.default]         # the embedded default
     location = ""                      # "": <state_dir>/storage/stores/<name>
@@ -55,7 +59,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -63,7 +67,9 @@ import msgspec
 
 from ..._runtime.errors import ConfigError
 from ..._runtime.tomlfile import describe
+from . import flags as ff
 from .chunker import ChunkerParams
+from .errors import UnsupportedFeature
 from .ids import Digest
 
 SERVICE: Final = "aria_storage"
@@ -162,6 +168,8 @@ class StorageSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     gc_grace: float = 3600.0
     keep_last: int = 0
     keep_days: float = 0.0
+    archive_with: list[str] = msgspec.field(default_factory=list)
+    archive_without: list[str] = msgspec.field(default_factory=list)
 
     @property
     def chunker(self) -> ChunkerParams:
@@ -231,6 +239,11 @@ def _check(settings: StorageSettings) -> None:
         raise _fail("integrity_sample", f"must be at least 1, not {settings.integrity_sample}")
     if settings.keep_last < 0:
         raise _fail("keep_last", f"must be 0 (rule off) or more, not {settings.keep_last}")
+    for key in ("archive_with", "archive_without"):
+        try:
+            ff.parse_with_list(getattr(settings, key))
+        except UnsupportedFeature as exc:
+            raise _fail(key, str(exc)) from None
 
 
 def _check_servers(settings: StorageSettings) -> None:
@@ -301,6 +314,26 @@ def load_settings(raw: Mapping[str, Any]) -> StorageSettings:
         ) from exc
     _check(settings)
     return settings
+
+
+def archive_flags(
+    settings: StorageSettings, with_: Sequence[str] = (), without: Sequence[str] = ()
+) -> int:
+    """The feature flags of a new directory version: what its archive records.
+
+    ``with_``/``without`` are casync's ``--with``/``--without`` names; given either,
+    they replace the settings' ``archive_with``/``archive_without``. No ``with`` names
+    start from casync's default (:data:`.flags.DEFAULT`: ``best`` without
+    ``flag-nodump``), as ``casync make`` does; ``.caexclude`` files are obeyed and
+    nodump files left out (casync's defaults); the digest bits follow ``digest``.
+
+    Raises:
+        UnsupportedFeature: an unknown name.
+    """
+    if not with_ and not without:
+        with_, without = settings.archive_with, settings.archive_without
+    selected = list(with_) if with_ else ff.format_with(ff.DEFAULT)
+    return ff.make_flags(with_=selected, without=without, digest=settings.digest)
 
 
 def storage_dir(state_dir: Path) -> Path:

@@ -45,8 +45,10 @@ async def storage_node(
     storage: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
     name: str = "storage-test",
+    only: str = "aria_storage",
 ) -> AsyncIterator[Node]:
-    """A node running aria_storage and what it requires (booted), stopped after."""
+    """A node running aria_storage (or the service ``only``) and what it requires
+    (booted), stopped after."""
     services: dict[str, Any] = {
         "aria_auth": CHEAP_ARGON2,
         "aria_storage": storage if storage is not None else storage_settings(),
@@ -55,7 +57,7 @@ async def storage_node(
         services["aria_data"] = data
     config = NodeConfig(runtime=RuntimeConfig(shutdown=5.0), services=services)
     async with asyncio.timeout(120), Node(name=name, config=config, state_dir=state) as node:
-        await node.boot(SERVICES, only=["aria_storage"])
+        await node.boot(SERVICES, only=[only])
         yield node
 
 
@@ -90,7 +92,9 @@ def stored_ids(state: Path, store: str = "default") -> set[str]:
 
 
 def index_files(state: Path) -> set[str]:
-    return {p.name for p in (state / "storage" / "indexes").glob("*/*.caibx")}
+    """The names of the catalogue's index files (``.caibx`` and ``.caidx``)."""
+    root = state / "storage" / "indexes"
+    return {p.name for p in root.glob("*/*.caibx")} | {p.name for p in root.glob("*/*.caidx")}
 
 
 def metric(node: Node, name: str, **labels: str) -> float:

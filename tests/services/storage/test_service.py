@@ -6,7 +6,6 @@ bad settings."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ from aria_actors.services.storage.errors import (
 from aria_actors.services.storage.ids import ChunkId
 from aria_actors.services.storage.messages import GetIndex
 from aria_actors.testing import wait_restarted, wait_until
-from tests.servers.fixtures import PgDatabase
 
 from .service_support import (
     chunk_path,
@@ -50,7 +48,6 @@ from .service_support import (
     index_files,
     index_of,
     metric,
-    postgres_data,
     random_bytes,
     storage_node,
     storage_settings,
@@ -59,34 +56,6 @@ from .service_support import (
 )
 
 DAY = 86400.0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def data_settings(request: pytest.FixtureRequest) -> dict[str, Any] | None:
-    """aria_data's settings: its default SQLite, or the test's PostgreSQL database."""
-    if request.param == "sqlite":
-        return None
-    pg: PgDatabase = request.getfixturevalue("pg_database")
-    return postgres_data(pg)
-
-
-@pytest.fixture
-def settings() -> dict[str, Any]:
-    """``[services.aria_storage]``; tests override it with their own fixture value."""
-    return storage_settings()
-
-
-@pytest.fixture
-async def node(
-    state: Path, settings: dict[str, Any], data_settings: dict[str, Any] | None
-) -> AsyncIterator[Node]:
-    async with storage_node(state, settings, data_settings) as running:
-        yield running
-
-
-@pytest.fixture
-def storage(node: Node) -> Storage:
-    return Storage(node)
 
 
 # A base file and a variant sharing most of its content (an insertion in the middle).
