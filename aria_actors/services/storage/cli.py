@@ -17,10 +17,11 @@ the file, chunk or store), 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .chunker import ChunkerParams
@@ -83,6 +84,22 @@ def _stores(locations: Sequence[str], *, writable: bool = False) -> list[Store]:
     return [_open(loc, writable=writable) for loc in locations]
 
 
+@contextlib.contextmanager
+def _closing(*stores: Store | None) -> Iterator[None]:
+    """Close every store given (``None`` skipped) when the block ends."""
+    try:
+        yield
+    finally:
+        for store in stores:
+            if store is not None:
+                store.close()
+
+
+def _report(stats: object) -> None:
+    """A dataclass of counts as one JSON line on stderr."""
+    print(json.dumps(vars(stats)), file=sys.stderr)
+
+
 def _read_index(path: str) -> Index:
     if path == "-":
         return Index.parse(sys.stdin.buffer.read(), name="<stdin>")
@@ -99,7 +116,7 @@ def _write_index(index: Index, path: str) -> None:
 
 def cmd_make(args: argparse.Namespace) -> int:
     store = _open(args.store) if args.store else None
-    try:
+    with _closing(store):
         index, stats = make(
             args.file,
             store,
@@ -108,9 +125,6 @@ def cmd_make(args: argparse.Namespace) -> int:
             level=args.level,
             workers=args.concurrency,
         )
-    finally:
-        if store is not None:
-            store.close()
     _write_index(index, args.index)
     if args.print_stats:
         print(
@@ -139,7 +153,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     for directory in args.seed_dir:
         for idx in sorted(Path(directory).glob("*.caibx")):
             seeds.append(Seed(idx.with_suffix(""), idx))
-    try:
+    with _closing(*stores):
         stats = extract(
             _read_index(args.index),
             args.file,
@@ -148,17 +162,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
             in_place=args.in_place,
             workers=args.concurrency,
         )
-    finally:
-        for s in stores:
-            s.close()
     if args.print_stats:
-        print(json.dumps(vars(stats)), file=sys.stderr)
+        _report(stats)
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     store = _open(args.store, writable=args.repair)
-    try:
+    with _closing(store):
         if args.index:
             reports = [
                 verify_index(_read_index(i), store, workers=args.concurrency) for i in args.index
@@ -169,8 +180,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     store, digest=args.digest, repair=args.repair, workers=args.concurrency
                 )
             ]
-    finally:
-        store.close()
     ok = True
     for report in reports:
         for cid in report.missing:
@@ -187,46 +196,35 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if not args.yes and not args.dry_run:
         raise StorageError("prune deletes chunks; confirm with -y/--yes (or --dry-run)")
     store = _open(args.store)
-    try:
+    with _closing(store):
         report = prune(store, [_read_index(i) for i in args.index], dry_run=args.dry_run)
-    finally:
-        store.close()
     print(json.dumps({"kept": report.kept, "removed": report.removed}))
     return 0
 
 
 def cmd_chop(args: argparse.Namespace) -> int:
     store = _open(args.store)
-    try:
+    with _closing(store):
         report = chop(_read_index(args.index), args.file, store, workers=args.concurrency)
-    finally:
-        store.close()
-    print(json.dumps(vars(report)), file=sys.stderr)
+    _report(report)
     return 0
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
     remotes = _stores(args.store)
     target = _open(args.cache)
-    try:
+    with _closing(target, *remotes):
         report = cache(
             [_read_index(i) for i in args.index], remotes, target, workers=args.concurrency
         )
-    finally:
-        target.close()
-        for r in remotes:
-            r.close()
-    print(json.dumps(vars(report)), file=sys.stderr)
+    _report(report)
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     store = _open(args.store, writable=False) if args.store else None
-    try:
+    with _closing(store):
         result = info(_read_index(args.index), store, workers=args.concurrency)
-    finally:
-        if store is not None:
-            store.close()
     print(json.dumps(result.as_dict(), indent=2))
     return 0
 
@@ -254,7 +252,7 @@ def cmd_tar(args: argparse.Namespace) -> int:
         tar(args.source, args.archive, feature_flags=_flags(args))
         return 0
     store = _open(args.store) if args.store else None
-    try:
+    with _closing(store):
         index, _ = make_archive(
             args.source,
             store,
@@ -263,9 +261,6 @@ def cmd_tar(args: argparse.Namespace) -> int:
             digest=args.digest,
             workers=args.concurrency,
         )
-    finally:
-        if store is not None:
-            store.close()
     _write_index(index, args.archive)
     return 0
 
@@ -281,7 +276,7 @@ def cmd_untar(args: argparse.Namespace) -> int:
         untar(args.archive, args.target, restore_owner=restore_owner)
     else:
         stores = _stores(args.store)
-        try:
+        with _closing(*stores):
             untar(
                 _read_index(args.archive),
                 args.target,
@@ -292,11 +287,8 @@ def cmd_untar(args: argparse.Namespace) -> int:
                 restore_owner=restore_owner,
                 workers=args.concurrency,
             )
-        finally:
-            for s in stores:
-                s.close()
     if args.print_stats:
-        print(json.dumps(vars(stats)), file=sys.stderr)
+        _report(stats)
     return 0
 
 
@@ -356,10 +348,8 @@ def cmd_chunk_server(args: argparse.Namespace) -> int:
         await stop.wait()
         await server.stop()
 
-    try:
+    with _closing(store):
         asyncio.run(run())
-    finally:
-        store.close()
     return 0
 
 
