@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run console test lint typecheck unit servers bench bench-node bench-foundation bench-auth bench-storage setup clean
+.PHONY: run console test lint typecheck unit servers bench bench-node bench-foundation bench-auth bench-storage bench-engine setup clean
 
 setup: $(STAMP)
 
@@ -70,6 +70,9 @@ bench-auth: $(STAMP)
 
 bench-storage: $(STAMP) servers
 	$(BIN)/python benchmarks/bench_storage.py
+
+bench-engine: $(STAMP)
+	$(BIN)/python benchmarks/bench_engine.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
