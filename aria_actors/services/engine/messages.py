@@ -1,0 +1,176 @@
+"""aria_engine's messages: a tagged union of frozen structs (see :mod:`.wire` for data).
+
+Planner pool (``aria_engine.planner``)::
+
+    PlanRequest -> PlanResult       (or raises PlanningFailed, BudgetExceeded, Cancelled,
+                                     DomainError, BadRequest, UnknownDomain, EngineBusy)
+    PoolStatus  -> PoolStats
+
+Domain registry (``aria_engine.domains``)::
+
+    ListDomains    -> list[DomainInfo]
+    DescribeDomain -> DomainInfo       (or raises UnknownDomain)
+    GetDomain      -> Domain           (the object itself: local callers only)
+
+Characters (``aria_engine.characters``, and one ``aria_engine.character.<id>`` each)::
+
+    StartCharacter -> CharacterStatus  StopCharacter -> None
+    ListCharacters -> list[str]        GetCharacter -> CharacterStatus
+    Achieve        -> CharacterStatus  (after planning and acting; raises as PlanRequest,
+                                        or CharacterBusy while it is already acting)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from .wire import Goals
+
+__all__ = [
+    "Achieve",
+    "CharacterStatus",
+    "DescribeDomain",
+    "DomainInfo",
+    "GetCharacter",
+    "GetDomain",
+    "Goals",
+    "ListCharacters",
+    "ListDomains",
+    "PlanRequest",
+    "PlanResult",
+    "PoolStats",
+    "PoolStatus",
+    "StartCharacter",
+    "StopCharacter",
+]
+
+
+class PlanRequest(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """Find a plan for ``todo`` from ``state`` in ``domain``.
+
+    ``strategy`` ``None``: the service's default. ``max_expansions`` and ``timeout``
+    (seconds of search) default to the service's and are capped by them.
+    """
+
+    domain: str
+    state: dict[str, Any]
+    todo: list[Any]
+    strategy: str | None = None
+    max_expansions: int | None = None
+    timeout: float | None = None
+    verify_goals: bool = True
+    cost_bound: float | None = None
+
+
+class PlanResult(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """A plan: its actions ``(name, *args)``, cost, statistics and predicted final state."""
+
+    domain: str
+    strategy: str
+    actions: list[tuple[Any, ...]]
+    cost: float
+    expansions: int
+    optimal: bool
+    final_state: dict[str, Any]
+
+
+class PoolStatus(msgspec.Struct, frozen=True, tag=True):
+    """Ask the planner pool for its :class:`PoolStats`."""
+
+
+class PoolStats(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """The planner pool now, and counts since it started.
+
+    Invariant: ``running <= size``; ``cancelled`` counts searches stopped because their
+    caller gave up (timed out or was cancelled), before or while they ran.
+    """
+
+    kind: Literal["process", "thread"]
+    size: int
+    running: int
+    waiting: int
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class ListDomains(msgspec.Struct, frozen=True, tag=True):
+    """List the loaded domains."""
+
+
+class DescribeDomain(msgspec.Struct, frozen=True, tag=True):
+    """Describe one domain."""
+
+    name: str
+
+
+class GetDomain(msgspec.Struct, frozen=True, tag=True):
+    """The :class:`~.domain.Domain` object itself (for actors of this node)."""
+
+    name: str
+
+
+class DomainInfo(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """A domain's declarations: action costs (``None`` when computed from the state),
+    commands, task and unigoal methods by name, multigoal methods, and GTPyhop's listing."""
+
+    name: str
+    actions: dict[str, float | None]
+    commands: list[str]
+    tasks: dict[str, list[str]]
+    unigoals: dict[str, list[str]]
+    multigoal_methods: list[str]
+    text: str
+
+
+class StartCharacter(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """Start the acting actor of ``character`` in ``domain`` with its world ``state``."""
+
+    character: str
+    domain: str
+    state: dict[str, Any]
+
+
+class StopCharacter(msgspec.Struct, frozen=True, tag=True):
+    """Stop the acting actor of ``character``."""
+
+    character: str
+
+
+class ListCharacters(msgspec.Struct, frozen=True, tag=True):
+    """The characters whose actors run."""
+
+
+class GetCharacter(msgspec.Struct, frozen=True, tag=True):
+    """A character's :class:`CharacterStatus` (sent to its own actor)."""
+
+
+class Achieve(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """Plan ``todo`` from the character's state and act the plan, replanning when a
+    command fails or the world does not turn out as predicted."""
+
+    todo: list[Any]
+    strategy: str | None = None
+    max_expansions: int | None = None
+    timeout: float | None = None
+
+
+CharacterPhase = Literal["idle", "planning", "acting", "done", "failed"]
+
+
+class CharacterStatus(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """A character: its world state, what it is doing, what it did in its last request.
+
+    ``executed`` lists the commands carried out (as action tuples) in the last request,
+    ``replans`` how often it had to plan again, ``error`` why it failed.
+    """
+
+    character: str
+    domain: str
+    phase: CharacterPhase
+    state: dict[str, Any]
+    executed: list[tuple[Any, ...]] = msgspec.field(default_factory=list)
+    replans: int = 0
+    error: str | None = None
