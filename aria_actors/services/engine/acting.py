@@ -46,8 +46,10 @@ span end ``cancelled``, and ``CancelledError`` propagates. Nothing is swallowed.
 
 Spans (one trace per run, see :mod:`.spans`): ``acting`` (root) → ``plan`` / ``replan``
 (from planning until the plan is finished or abandoned; attributes ``reason``,
-``actions``, ``expansions``) → one ``action`` span per planned action (predicted, see
-:func:`~.spans.record_plan`) and one ``command`` span per command executed (outcome
+``actions``, ``expansions``) → the planner's search (``task`` spans with their ``method``
+children and the ``action`` spans tried under them, from a
+:class:`~.spans.PlannerSpanTracer`), one ``action`` span per planned action (predicted,
+see :func:`~.spans.record_plan`) and one ``command`` span per command executed (outcome
 ``ok``/``failed``/``timeout``/``cancelled``); ``event`` spans (under the root) record
 each applicability check after an event or deviation.
 """
@@ -66,7 +68,14 @@ from .acting_messages import Fact, WorldChanged, apply_facts
 from .domain import Domain
 from .errors import DomainError, EngineError, MalformedReturn
 from .planner import CancelToken, Plan, Planner
-from .spans import OpenSpan, SpanOutcome, SpanRecorder, outcome_of, record_plan
+from .spans import (
+    OpenSpan,
+    PlannerSpanTracer,
+    SpanOutcome,
+    SpanRecorder,
+    outcome_of,
+    record_plan,
+)
 from .state import State
 
 __all__ = [
@@ -357,16 +366,18 @@ class Acting:
             attempt=self._plans,
         )
         token = CancelToken()
+        tracer = PlannerSpanTracer(self.spans, span)
         snapshot = state.copy()
         try:
             if self.plan_in_thread:
                 plan = await asyncio.to_thread(
-                    self.planner.find_plan, snapshot, self.todo, cancel=token
+                    self.planner.find_plan, snapshot, self.todo, cancel=token, tracer=tracer
                 )
             else:
-                plan = self.planner.find_plan(snapshot, self.todo, cancel=token)
+                plan = self.planner.find_plan(snapshot, self.todo, cancel=token, tracer=tracer)
         except asyncio.CancelledError:
             token.cancel()
+            tracer.abandon()  # the worker thread may still be searching: drop its spans
             span.end("cancelled")
             raise
         except DomainError as e:

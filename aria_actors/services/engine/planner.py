@@ -58,7 +58,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .domain import Domain
 from .errors import (
@@ -71,6 +71,9 @@ from .errors import (
 )
 from .state import State, goals_not_achieved, unigoal_holds
 from .todo import ItemKind, classify, is_multigoal
+
+if TYPE_CHECKING:
+    from .spans import SearchTracer
 
 __all__ = ["CHECK_EVERY", "CancelToken", "Plan", "Planner", "Strategy", "find_plan"]
 
@@ -220,11 +223,24 @@ class Planner:
         self.drop_unchanging_actions = drop_unchanging_actions
 
     def find_plan(
-        self, state: State, todo: Sequence[Any], *, cancel: CancelToken | None = None
+        self,
+        state: State,
+        todo: Sequence[Any],
+        *,
+        cancel: CancelToken | None = None,
+        tracer: SearchTracer | None = None,
     ) -> Plan:
         """A plan accomplishing ``todo`` from ``state``.
 
         ``state`` is read by methods and never modified (actions work on copies).
+
+        ``tracer`` (a :class:`~.spans.SearchTracer`, e.g. a
+        :class:`~.spans.PlannerSpanTracer`) is told about the search as it goes: every
+        task/goal refined, every method tried, every action tried, every backtrack, and
+        the end (also when the search raises). Tracing never changes the plan; without a
+        tracer the search runs untraced code (no per-step cost). Only the depth-first
+        strategies report their steps; ``branch_and_bound`` and ``best_first`` only call
+        ``on_end``.
 
         Raises:
             PlanningFailed: no plan exists (for greedy: the committed choices dead-end).
@@ -236,9 +252,24 @@ class Planner:
                 method that did not achieve its goal, a missing state variable).
         """
         run = _Search(self, cancel)
-        if self.strategy in ("branch_and_bound", "best_first"):
-            return run.optimise(state, _cons_from(todo), self.strategy == "best_first")
-        return run.depth_first(state, _cons_from(todo), self.strategy != "iterative_greedy")
+        optimising = self.strategy in ("branch_and_bound", "best_first")
+        if tracer is None:
+            if optimising:
+                return run.optimise(state, _cons_from(todo), self.strategy == "best_first")
+            return run.depth_first(state, _cons_from(todo), self.strategy != "iterative_greedy")
+        found = False
+        try:
+            if optimising:
+                plan = run.optimise(state, _cons_from(todo), self.strategy == "best_first")
+            else:
+                traced = _cons_from([(item, None) for item in todo])
+                plan = run.depth_first_traced(
+                    state, traced, self.strategy != "iterative_greedy", tracer
+                )
+            found = True
+            return plan
+        finally:
+            tracer.on_end(found)
 
 
 def find_plan(
@@ -248,9 +279,11 @@ def find_plan(
     strategy: Strategy = "iterative_dfs_backtracking",
     **options: Any,
 ) -> Plan:
-    """Shorthand for ``Planner(domain, strategy, **options).find_plan(state, todo)``."""
+    """Shorthand for ``Planner(domain, strategy, **options).find_plan(state, todo)``
+    (``cancel`` and ``tracer`` among ``options`` go to :meth:`Planner.find_plan`)."""
     cancel = options.pop("cancel", None)
-    return Planner(domain, strategy, **options).find_plan(state, todo, cancel=cancel)
+    tracer = options.pop("tracer", None)
+    return Planner(domain, strategy, **options).find_plan(state, todo, cancel=cancel, tracer=tracer)
 
 
 # A search node: (state, todo, plan, cost). A choice point adds the item being refined,
@@ -411,6 +444,92 @@ class _Search:
             f"no plan found ({self.p.strategy}, {self.expansions} expansions)", self.expansions
         )
 
+    def depth_first_traced(
+        self, state: State, todo: _Cons, backtrack: bool, tracer: SearchTracer
+    ) -> Plan:
+        """:meth:`depth_first`, reporting to ``tracer``: same search, same plan.
+
+        Kept apart from :meth:`depth_first` on purpose, so the untraced search (the hot
+        path) carries no token bookkeeping; a hypothesis test holds the two to the same
+        plans, costs and expansion counts.
+
+        The to-do list holds ``(item, parent token)`` pairs (the token of the method whose
+        refinement the item came from, ``None`` at the top level); a choice point also
+        carries its item's token and a mark in ``trail``, the tokens of the methods applied
+        so far in chronological order. When a choice point resumes, every method applied
+        since its mark — the one it last refined and any applied later on the abandoned
+        branch, outside that method's refinement too — is reported backtracked.
+        """
+        trail: list[int] = []
+        stack: list[tuple[State, _Cons, _Cons, float, Any]] = [(state, todo, None, 0.0, None)]
+        pop, push = stack.pop, stack.append
+        while stack:
+            self.tick()
+            state, todo, plan, cost, choice = pop()
+            if choice is not None:
+                item, kind, methods, index, item_token, mark = choice
+                if mark is not None:
+                    for abandoned in trail[mark:]:
+                        tracer.on_backtrack(abandoned)
+                    del trail[mark:]
+                n = len(methods)
+                while index < n:
+                    method = methods[index]
+                    index += 1
+                    subs = self.refinement(method, state, item, kind)
+                    token = tracer.on_method(item_token, _method_name(method), subs)
+                    if subs is None:
+                        continue
+                    if backtrack and index < n:
+                        point = (item, kind, methods, index, item_token, len(trail))
+                        push((state, todo, plan, cost, point))
+                    trail.append(token)
+                    new = self.new_todo_traced(subs, method, item, kind, todo, token)
+                    push((state, new, plan, cost, None))
+                    break
+                continue
+            if todo is None:
+                return self.done(state, plan, cost, False)
+            (item, parent), rest = todo
+            if type(item) is _Verify:
+                self.check(item, state)
+                push((state, rest, plan, cost, None))
+                continue
+            kind = self.classify(item)
+            if kind is ItemKind.ACTION:
+                try:
+                    new_state, new_cost, appended = self.apply_action(state, item, cost)
+                except _NotApplicable:
+                    tracer.on_action(item, parent, False)
+                    continue
+                tracer.on_action(item, parent, True)
+                push((new_state, rest, (item, plan) if appended else plan, new_cost, None))
+            elif kind is ItemKind.UNIGOAL and self.goal_holds(state, item):
+                push((state, rest, plan, cost, None))
+            else:
+                item_token = tracer.on_item(item, kind.value, parent)
+                methods = self.methods_for(item, kind)
+                push((state, rest, plan, cost, (item, kind, methods, 0, item_token, None)))
+        raise PlanningFailed(
+            f"no plan found ({self.p.strategy}, {self.expansions} expansions)", self.expansions
+        )
+
+    def new_todo_traced(
+        self,
+        subs: Any,
+        method: Callable[..., Any],
+        item: Any,
+        kind: ItemKind,
+        rest: _Cons,
+        token: int,
+    ) -> _Cons:
+        if self.p.verify_goals and kind is not ItemKind.TASK:
+            goal = item if kind is ItemKind.MULTIGOAL else (item[0], item[1], item[2])
+            rest = ((_Verify(method.__name__, goal, kind is ItemKind.MULTIGOAL), token), rest)
+        for sub in reversed(subs):
+            rest = ((sub, token), rest)
+        return rest
+
     def check(self, verify: _Verify, state: State) -> None:
         try:
             verify.check(state)
@@ -504,6 +623,10 @@ class _Search:
                     self.offer(child, False)  # incumbent, in case the budget ends first
                 heapq.heappush(queue, (c, serial, child))
                 serial += 1
+
+
+def _method_name(method: Callable[..., Any]) -> str:
+    return getattr(method, "__name__", repr(method))
 
 
 class _NotApplicable(Exception):

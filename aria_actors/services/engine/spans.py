@@ -22,9 +22,10 @@ Invariants of a recorder's spans (what :func:`check_tree` verifies):
 - a span is emitted exactly once, when it ends; ids are unique within a trace.
 
 Planner spans (task, method, action) come from a :class:`PlannerSpanTracer`, which
-implements the :class:`SearchTracer` hook a planner calls while it searches; until the
-planner calls it, :func:`record_plan` derives a plan span and one predicted action span
-per planned action (with the action's predicted effects) from a finished plan.
+implements the :class:`SearchTracer` hook a planner calls while it searches
+(``Planner.find_plan(..., tracer=...)``); :func:`record_plan` derives one predicted
+action span per planned action (with the action's predicted effects) from a finished
+plan.
 """
 
 from __future__ import annotations
@@ -536,12 +537,11 @@ def record_plan(
 ) -> list[Span]:
     """Derive one ``action`` span per planned action, under ``parent``, from a finished plan.
 
-    The planner does not (yet) report its search, so these spans are what can be seen
-    from outside: each action in plan order, with attributes ``step``, ``args`` and its
-    ``predicted`` effects (replaying the action models from a copy of ``state``). The
-    spans are instantaneous (``start == end == at``, the recorder's clock by default).
-    An action that does not replay (the state changed since planning) gets outcome
-    ``"failed"`` and the replay stops there.
+    These spans are what can be seen of a plan from outside: each action in plan
+    order, with attributes ``step``, ``args`` and its ``predicted`` effects (replaying
+    the action models from a copy of ``state``). The spans are instantaneous (``start ==
+    end == at``, the recorder's clock by default). An action that does not replay (the
+    state changed since planning) gets outcome ``"failed"`` and the replay stops there.
     """
     when = recorder.clock() if at is None else at
     out: list[Span] = []
@@ -576,7 +576,7 @@ def record_plan(
 
 
 class SearchTracer(Protocol):
-    """The hook a planner calls while it searches (the planner does not call it yet).
+    """The hook a planner calls while it searches (``Planner.find_plan(..., tracer=...)``).
 
     Tokens are opaque ints the tracer hands out; the planner carries the token of the
     to-do item (or method) an item came from next to that item on its to-do list, and
@@ -617,6 +617,7 @@ class PlannerSpanTracer:
         self._open: dict[int, OpenSpan] = {}
         self._failed: set[int] = set()
         self._children: dict[int, list[int]] = collections.defaultdict(list)
+        self._abandoned = False
 
     def _start(self, name: str, kind: SpanKind, parent: int | None, **attrs: object) -> OpenSpan:
         parent_id = self.parent if parent is None else parent
@@ -651,10 +652,20 @@ class PlannerSpanTracer:
         stack = [method_token]
         while stack:
             token = stack.pop()
+            if token in self._failed:
+                continue  # already backtracked over (with its subtree), or a failed leaf
             self._failed.add(token)
             stack.extend(self._children.get(token, ()))
 
+    def abandon(self) -> None:
+        """Drop the open spans unemitted, now and at :meth:`on_end` (for a search whose
+        parent span ends before it does, e.g. a cancelled plan in a worker thread)."""
+        self._abandoned = True
+
     def on_end(self, found: bool) -> None:
+        if self._abandoned:
+            self._open.clear()
+            return
         # Newest first: a child always has a larger id than its parent.
         for token in sorted(self._open, reverse=True):
             failed = not found or token in self._failed

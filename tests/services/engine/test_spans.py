@@ -183,7 +183,14 @@ async def test_acting_spans_form_a_tree_with_the_right_outcomes() -> None:
     assert failed.name == "c_move"
     assert failed.attributes["reason"] == "jammed"
     actions = [s for s in spans if s.kind == "action"]
-    assert {by_id[s.parent].kind for s in actions if s.parent} == {"plan", "replan"}
+    predicted = [s for s in actions if "predicted" in s.attributes]
+    assert {by_id[s.parent].kind for s in predicted if s.parent} == {"plan", "replan"}
+    searched = [s for s in actions if "predicted" not in s.attributes]
+    assert searched
+    assert {by_id[s.parent].kind for s in searched if s.parent} <= {"method", "plan", "replan"}
+    tasks = [s for s in spans if s.kind == "task"]
+    for plan in plans:  # the planner's search, under each plan span
+        assert any(t.parent == plan.id for t in tasks)
 
 
 def test_planner_tracer_builds_the_search_tree() -> None:
