@@ -13,9 +13,13 @@ Behaviour, step by step
    callable returning the observed state, called before the first plan and before
    every replan.
 2. **Plan** with the planner (in a worker thread, so a long search never stalls the
-   loop; cancelling acting cancels the search through its token). An empty plan means
-   done. Planner errors end acting with :class:`~.acting_errors.NoPlan` (cause
-   chained); a :class:`~.errors.DomainError` propagates unchanged (a domain bug).
+   loop; cancelling acting cancels the search through its token) — or, when acting is
+   given a ``plan`` function instead of a planner (:data:`PlanFunction`, e.g. a call
+   to a planner pool actor), by awaiting ``plan(state, todo)`` (no thread of its own;
+   cancelling acting cancels that call). An empty plan means done. Planning errors
+   (an :class:`~.errors.EngineError`) end acting with :class:`~.acting_errors.NoPlan`
+   (cause chained); a :class:`~.errors.DomainError` propagates unchanged (a domain
+   bug), as does any other exception the ``plan`` function raises.
 3. **Execute** each action ``(name, *args)`` as ``await executor("c_"+name, args,
    state)`` under ``asyncio.timeout(command_timeout)``. The executor returns the
    observed :class:`State` (success), ``True`` (success as predicted: the action model
@@ -48,7 +52,8 @@ Spans (one trace per run, see :mod:`.spans`): ``acting`` (root) → ``plan`` / `
 (from planning until the plan is finished or abandoned; attributes ``reason``,
 ``actions``, ``expansions``) → the planner's search (``task`` spans with their ``method``
 children and the ``action`` spans tried under them, from a
-:class:`~.spans.PlannerSpanTracer`), one ``action`` span per planned action (predicted,
+:class:`~.spans.PlannerSpanTracer`; not recorded with a ``plan`` function, whose search
+runs elsewhere), one ``action`` span per planned action (predicted,
 see :func:`~.spans.record_plan`) and one ``command`` span per command executed (outcome
 ``ok``/``failed``/``timeout``/``cancelled``); ``event`` spans (under the root) record
 each applicability check after an event or deviation.
@@ -85,6 +90,7 @@ __all__ = [
     "CommandFailure",
     "DomainCommandExecutor",
     "Executor",
+    "PlanFunction",
     "StateSource",
     "WorldEvent",
     "act",
@@ -94,6 +100,14 @@ __all__ = [
 
 Executor: TypeAlias = Callable[[str, tuple[Any, ...], State], Awaitable[State | bool | None]]
 """``await executor(command, args, state)``: run one command; see the module docstring."""
+
+PlanFunction: TypeAlias = Callable[[State, Sequence[Any]], Awaitable[Plan]]
+"""``await plan(state, todo)``: find a plan (an alternative to a :class:`Planner`).
+
+It receives a copy of the observed state and the to-do list, returns a :class:`Plan`
+(empty: nothing to do) or raises: an :class:`~.errors.EngineError` means "no plan"
+(acting raises :class:`~.acting_errors.NoPlan`), a :class:`~.errors.DomainError` or any
+other exception propagates. Acting cancels the call when it is cancelled."""
 
 StateSource: TypeAlias = State | Callable[[], Awaitable[State]]
 """The initial state, or an async callable observing the world."""
@@ -171,16 +185,24 @@ class Acting:
     ``spans`` records the run's spans (a fresh recorder, keeping them, by default);
     ``events`` is an optional queue of :data:`WorldEvent` read at every step boundary;
     ``plan_in_thread`` runs the planner in a worker thread (default) or inline.
+
+    Plans come from exactly one of ``planner`` (searched here, with the search's spans)
+    or ``plan`` (a :data:`PlanFunction` awaited as is, e.g. a call to a planner pool;
+    no search spans, ``plan_in_thread`` is ignored).
+
+    Raises:
+        ValueError: both or neither of ``planner`` and ``plan``; a bad bound.
     """
 
     def __init__(
         self,
         domain: Domain,
-        planner: Planner,
+        planner: Planner | None,
         state_source: StateSource,
         todo: Sequence[Any],
         executor: Executor,
         *,
+        plan: PlanFunction | None = None,
         max_replans: int = 3,
         command_timeout: float | None = 10.0,
         spans: SpanRecorder | None = None,
@@ -188,12 +210,18 @@ class Acting:
         confirm: bool = False,
         plan_in_thread: bool = True,
     ) -> None:
+        if (planner is None) == (plan is None):
+            raise ValueError(
+                "give acting exactly one way to plan: a planner, or a plan function (plan=)"
+                + (", not both" if planner is not None else "")
+            )
         if max_replans < 0:
             raise ValueError("max_replans must be >= 0")
         if command_timeout is not None and command_timeout <= 0:
             raise ValueError("command_timeout must be > 0 (or None)")
         self.domain = domain
         self.planner = planner
+        self.plan_function = plan
         self.state_source = state_source
         self.todo = list(todo)
         self.executor = executor
@@ -366,18 +394,24 @@ class Acting:
             attempt=self._plans,
         )
         token = CancelToken()
-        tracer = PlannerSpanTracer(self.spans, span)
+        tracer: PlannerSpanTracer | None = None
         snapshot = state.copy()
         try:
-            if self.plan_in_thread:
-                plan = await asyncio.to_thread(
-                    self.planner.find_plan, snapshot, self.todo, cancel=token, tracer=tracer
-                )
+            if self.plan_function is not None:
+                plan = await self.plan_function(snapshot, list(self.todo))
             else:
-                plan = self.planner.find_plan(snapshot, self.todo, cancel=token, tracer=tracer)
+                assert self.planner is not None
+                tracer = PlannerSpanTracer(self.spans, span)
+                if self.plan_in_thread:
+                    plan = await asyncio.to_thread(
+                        self.planner.find_plan, snapshot, self.todo, cancel=token, tracer=tracer
+                    )
+                else:
+                    plan = self.planner.find_plan(snapshot, self.todo, cancel=token, tracer=tracer)
         except asyncio.CancelledError:
             token.cancel()
-            tracer.abandon()  # the worker thread may still be searching: drop its spans
+            if tracer is not None:
+                tracer.abandon()  # the worker thread may still be searching: drop its spans
             span.end("cancelled")
             raise
         except DomainError as e:
@@ -392,6 +426,9 @@ class Acting:
                 executed=self._executed,
                 replans=self._plans - 1,
             ) from e
+        except Exception as e:  # a plan function's own failure (a lost actor, a bug...)
+            span.end(outcome_of(e), error=f"{type(e).__name__}: {e}")
+            raise
         span.set(actions=len(plan.actions), expansions=plan.expansions, cost=plan.cost)
         record_plan(self.spans, span, plan.actions, state, self.domain.actions)
         return plan, span
@@ -511,11 +548,12 @@ class Acting:
 
 async def act(
     domain: Domain,
-    planner: Planner,
+    planner: Planner | None,
     state_source: StateSource,
     todo: Sequence[Any],
     executor: Executor,
     *,
+    plan: PlanFunction | None = None,
     max_replans: int = 3,
     command_timeout: float | None = 10.0,
     spans: SpanRecorder | None = None,
@@ -533,6 +571,7 @@ async def act(
         state_source,
         todo,
         executor,
+        plan=plan,
         max_replans=max_replans,
         command_timeout=command_timeout,
         spans=spans,

@@ -6,22 +6,34 @@ each character (``aria_engine.character.<id>``, a :class:`CharacterActor`) under
 ``permanent``: when it crashes, the supervisor starts it again from the state it was
 started with (state never survives a crash).
 
-A character actor holds its world state. :class:`Achieve` plans from that state
-through ``aria_engine.planner`` and then acts the plan here, one command at a time:
-the command ``c_<action>`` (or the action itself when the domain declares no
-command) runs on a copy of the state and returns the state it observed. When a
-command fails (returns ``False``/``None``) or the world does not turn out as the
-action predicted, the actor replans from where it is, at most ``act_max_replans``
-times (GTPyhop's lazy lookahead, plus the check of the prediction).
+A character actor holds its world state. :class:`Achieve` makes it act the to-do list
+with the acting engine (:class:`~.acting.Acting`, lazy lookahead): plans come from
+``aria_engine.planner`` (the service's planner pool: a long search never runs here, and
+cancelling the request cancels it there), and the plan's commands run here, one at a
+time: the command ``c_<action>`` (or the action itself when the domain declares no
+command) runs on a copy of the state and returns the state it observed
+(:class:`~.acting.DomainCommandExecutor`). When a command fails (returns
+``False``/``None``, or raises) or the world does not turn out as predicted and the rest
+of the plan no longer applies, the actor replans from where it is, at most
+``act_max_replans`` times; then the request fails with ``PlanningFailed``. Planning
+errors come back as the planner pool raised them (``PlanningFailed``,
+``BudgetExceeded``, ``DomainError``, ...).
 
-Note: this is the minimal acting loop; ``acting.py`` (the acting engine with spans)
-did not exist when it was written. Commands are domain functions run on the actor's
-loop: they must be quick (a long command belongs in its own actor or a worker).
+Every request is one trace of spans (see :mod:`.spans`: ``acting`` → ``plan`` /
+``replan`` → predicted ``action`` spans and executed ``command`` spans; no search spans,
+the search runs in the pool). Each character keeps the newest :data:`SPAN_CAPACITY`
+spans in a :class:`~.spans.MemorySpanSink`; :class:`~.messages.CharacterStatus` carries
+the last request's trace id and spans (as far as they are still held).
+
+Commands are domain functions run on the actor's loop: they must be quick (a long
+command belongs in its own actor or a worker).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Sequence
 from typing import Any, Final
 
 from ..._runtime.actor import Actor, DeferredReply, handles
@@ -29,8 +41,10 @@ from ..._runtime.errors import AriaError, ConfigError
 from ..._runtime.messages import ExitReason
 from ..._runtime.specs import ChildSpec
 from ..._runtime.supervisor_api import SupervisorRef
+from .acting import Acting, DomainCommandExecutor
+from .acting_errors import NoPlan, ReplanLimitExceeded
 from .domain import Domain
-from .errors import DomainError, EngineError, PlanningFailed
+from .errors import EngineError, PlanningFailed
 from .messages import (
     Achieve,
     CharacterPhase,
@@ -43,12 +57,15 @@ from .messages import (
     StartCharacter,
     StopCharacter,
 )
+from .planner import Plan
 from .settings import SERVICE, load_settings
+from .spans import MemorySpanSink, SpanRecorder
 from .state import State
 from .wire import BadRequest, state_from_data, state_to_data, todo_from_data
 
 __all__ = [
     "CHARACTER_SUPERVISOR",
+    "SPAN_CAPACITY",
     "CharacterActor",
     "CharacterBusy",
     "CharacterDirector",
@@ -60,6 +77,8 @@ DOMAINS_ACTOR: Final = "aria_engine.domains"
 PLANNER_ACTOR: Final = "aria_engine.planner"
 CALL_MARGIN: Final = 10.0
 """Seconds a character waits for the planner beyond the search's own timeout."""
+SPAN_CAPACITY: Final = 2_000
+"""Spans a character keeps (its newest requests'); older ones are evicted."""
 
 
 class CharacterBusy(EngineError):
@@ -82,12 +101,16 @@ class CharacterActor(Actor):
         if registry is None:
             raise ConfigError(f"{DOMAINS_ACTOR} is not running")
         self.domain: Domain = await registry.call(GetDomain(domain))
+        self.commands = DomainCommandExecutor(self.domain)
         self.state: State = state_from_data(state, character)
         self.phase: CharacterPhase = "idle"
         self.executed: list[tuple[Any, ...]] = []
         self.replans = 0
         self.error: str | None = None
         self.task: asyncio.Task[None] | None = None
+        self.spans = MemorySpanSink(SPAN_CAPACITY)
+        self.trace: str | None = None
+        self._runs = itertools.count(1)
 
     async def terminate(self, reason: ExitReason) -> None:
         if self.task is not None:
@@ -102,6 +125,8 @@ class CharacterActor(Actor):
             executed=list(self.executed),
             replans=self.replans,
             error=self.error,
+            trace=self.trace,
+            spans=self.spans.spans(self.trace) if self.trace is not None else [],
         )
 
     @handles(GetCharacter)
@@ -115,18 +140,19 @@ class CharacterActor(Actor):
             reply.fail(CharacterBusy(f"character {self.character!r} is {self.phase}"))
             return
         try:
-            todo_from_data(message.todo)
+            todo = todo_from_data(message.todo)
         except BadRequest as exc:
             reply.fail(exc)
             return
         self.executed = []
         self.replans = 0
         self.error = None
-        self.task = asyncio.get_running_loop().create_task(self._run(message, reply))
+        self.trace = f"character.{self.character}.{next(self._runs)}"
+        self.task = asyncio.get_running_loop().create_task(self._run(message, todo, reply))
 
-    async def _run(self, message: Achieve, reply: DeferredReply) -> None:
+    async def _run(self, message: Achieve, todo: list[Any], reply: DeferredReply) -> None:
         try:
-            await self._plan_and_act(message)
+            await self._act(message, todo)
         except (AriaError, ValueError) as exc:  # planning failures, bad requests
             self.phase = "failed"
             self.error = f"{type(exc).__name__}: {exc}"
@@ -140,14 +166,55 @@ class CharacterActor(Actor):
         finally:
             self.task = None
 
-    async def _plan(self, message: Achieve) -> PlanResult:
+    async def _act(self, message: Achieve, todo: list[Any]) -> None:
+        """Act ``todo`` with :class:`Acting`; its errors as the planner's (see the module)."""
+        assert self.trace is not None
+        plans = 0
+
+        async def plan(state: State, todo: Sequence[Any]) -> Plan:
+            nonlocal plans
+            self.replans = plans
+            plans += 1
+            self.phase = "planning"
+            return await self._plan(message, state)
+
+        async def observe() -> State:
+            return self.state
+
+        acting = Acting(
+            self.domain,
+            None,
+            observe,
+            todo,
+            self._command,
+            plan=plan,
+            max_replans=self.settings.act_max_replans,
+            command_timeout=None,  # commands run on this loop: a timeout cannot stop them
+            spans=SpanRecorder(self.trace, self.spans, keep=SPAN_CAPACITY),
+        )
+        try:
+            result = await acting.run()
+        except NoPlan as exc:  # what the planner pool raised, as a PlanRequest would
+            cause = exc.__cause__
+            if isinstance(cause, EngineError):
+                raise cause from None
+            raise
+        except ReplanLimitExceeded as exc:
+            raise PlanningFailed(
+                f"character {self.character!r}: the world kept diverging from the plan "
+                f"after {exc.replans} replans: {exc}"
+            ) from exc
+        self.state = result.state
+        self.replans = result.replans
+
+    async def _plan(self, message: Achieve, state: State) -> Plan:
+        """A plan from ``state``, by the planner pool (cancelled there if we are)."""
         planner = self.node.whereis(PLANNER_ACTOR)
         if planner is None:
             raise EngineError(f"{PLANNER_ACTOR} is not running")
-        self.phase = "planning"
         request = PlanRequest(
             domain=self.domain_name,
-            state=state_to_data(self.state),
+            state=state_to_data(state),
             todo=message.todo,
             strategy=message.strategy,
             max_expansions=message.max_expansions,
@@ -155,40 +222,24 @@ class CharacterActor(Actor):
         )
         timeout = (message.timeout or self.settings.timeout) + CALL_MARGIN
         result: PlanResult = await planner.call(request, timeout=timeout)
-        return result
+        return Plan(
+            actions=tuple(tuple(action) for action in result.actions),
+            cost=result.cost,
+            expansions=result.expansions,
+            final_state=state_from_data(result.final_state, self.character),
+            optimal=result.optimal,
+        )
 
-    async def _plan_and_act(self, message: Achieve) -> None:
-        while True:
-            plan = await self._plan(message)
-            self.phase = "acting"
-            if self._act(plan):
-                return
-            if self.replans >= self.settings.act_max_replans:
-                raise PlanningFailed(
-                    f"character {self.character!r}: the world kept diverging from the plan "
-                    f"after {self.replans} replans"
-                )
-            self.replans += 1
-
-    def _act(self, plan: PlanResult) -> bool:
-        """Carry ``plan`` out; False when a command failed or surprised (replan)."""
-        domain = self.domain
-        for action in plan.actions:
-            name, args = action[0], tuple(action[1:])
-            if name not in domain.actions:
-                raise DomainError(f"the plan names {name!r}, which {domain.name!r} lacks")
-            predicted = domain.actions[name](self.state.copy(), *args)
-            command = domain.commands.get(f"c_{name}", domain.actions[name])
-            observed = command(self.state.copy(), *args)
-            if not isinstance(observed, State):
-                self.log.info("command_failed", command=name, args=args)
-                return False
+    async def _command(self, command: str, args: tuple[Any, ...], state: State) -> State | bool:
+        """Run one domain command; the character's state follows what it observed."""
+        self.phase = "acting"
+        observed = await self.commands(command, args, state)
+        if isinstance(observed, State):
             self.state = observed
-            self.executed.append(tuple(action))
-            if not isinstance(predicted, State) or observed != predicted:
-                self.log.info("world_diverged", command=name, args=args)
-                return False
-        return True
+            self.executed.append((command.removeprefix("c_"), *args))
+        else:
+            self.log.info("command_failed", command=command, args=args)
+        return observed
 
 
 class CharacterDirector(Actor):

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from .spans import Span
 from .wire import Goals
 
 __all__ = [
@@ -149,7 +150,8 @@ class GetCharacter(msgspec.Struct, frozen=True, tag=True):
 
 class Achieve(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     """Plan ``todo`` from the character's state and act the plan, replanning when a
-    command fails or the world does not turn out as predicted."""
+    command fails or the world does not turn out as predicted and the plan no longer
+    applies."""
 
     todo: list[Any]
     strategy: str | None = None
@@ -164,7 +166,9 @@ class CharacterStatus(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     """A character: its world state, what it is doing, what it did in its last request.
 
     ``executed`` lists the commands carried out (as action tuples) in the last request,
-    ``replans`` how often it had to plan again, ``error`` why it failed.
+    ``replans`` how often it had to plan again, ``error`` why it failed; ``trace`` is
+    the last request's trace id and ``spans`` its spans (what acting did, see
+    :mod:`.spans`; the newest ones the character still holds).
     """
 
     character: str
@@ -174,3 +178,5 @@ class CharacterStatus(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     executed: list[tuple[Any, ...]] = msgspec.field(default_factory=list)
     replans: int = 0
     error: str | None = None
+    trace: str | None = None
+    spans: list[Span] = msgspec.field(default_factory=list)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import pytest
 
 from aria_actors import Actor, Node, handles
-from aria_actors.services.engine import DomainError, Planner, State
+from aria_actors.services.engine import DomainError, Plan, Planner, PlanningFailed, State
 from aria_actors.services.engine.acting import (
     Acting,
     ActorExecutor,
@@ -267,6 +268,112 @@ def test_bad_arguments(domain: Any, world: World) -> None:
         Acting(domain, Planner(domain), make_state(), DELIVER, world, max_replans=-1)
     with pytest.raises(ValueError, match="command_timeout"):
         Acting(domain, Planner(domain), make_state(), DELIVER, world, command_timeout=0)
+
+
+# -- a pluggable plan function -----------------------------------------------------------------
+
+
+class PlanCalls:
+    """A plan function (as a planner pool's would be): the in-process planner, awaited,
+    recording what it was asked; ``hold`` keeps a call pending until it is cancelled."""
+
+    def __init__(self, domain: Any, hold: bool = False) -> None:
+        self.planner = Planner(domain)
+        self.hold = hold
+        self.calls: list[tuple[State, list[Any]]] = []
+        self.pending = asyncio.Event()
+        self.cancelled = 0
+
+    async def __call__(self, state: State, todo: Sequence[Any]) -> Plan:
+        self.calls.append((state, list(todo)))
+        if self.hold:
+            self.pending.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        await asyncio.sleep(0)  # a real call would yield to the loop
+        return self.planner.find_plan(state, todo)
+
+
+async def test_plan_function_replans_from_observed_state(domain: Any, world: World) -> None:
+    world.fail("c_move", ("robot", "b", "c"), 1, ("open", edge("b", "c"), False))
+    plan = PlanCalls(domain)
+    rec, _ = recorder()
+    result = await act(domain, None, make_state(), DELIVER, world, plan=plan, spans=rec)
+    assert result.replans == 1
+    assert [f.command for f in result.failures] == ["c_move"]
+    assert ("move", "robot", "e", "c") in result.executed
+    assert result.state.at["parcel"] == "c"
+    assert len(plan.calls) == 2
+    assert plan.calls[0][1] == DELIVER
+    assert plan.calls[1][0].open[edge("b", "c")] is False  # planned from what was observed
+    assert not check_tree(rec.spans)
+    kinds = [s.kind for s in rec.spans]
+    assert kinds.count("plan") == 1
+    assert kinds.count("replan") == 1
+    assert "task" not in kinds  # the search ran elsewhere: no search spans
+    plan_span = next(s for s in rec.spans if s.kind == "plan")
+    assert plan_span.outcome == "failed"
+    assert plan_span.attributes["actions"] == len(VIA_B)
+    predicted = [s for s in rec.spans if s.kind == "action" and s.parent == plan_span.id]
+    assert [s.name for s in predicted] == [a[0] for a in VIA_B]
+
+
+async def test_plan_function_gives_up_after_max_replans(domain: Any, world: World) -> None:
+    world.fail("c_pickup", ("robot", "parcel"), 100)
+    plan = PlanCalls(domain)
+    with pytest.raises(ReplanLimitExceeded, match="c_pickup") as info:
+        await act(domain, None, make_state(), DELIVER, world, plan=plan, max_replans=2)
+    assert info.value.replans == 2
+    assert len(plan.calls) == 3
+
+
+async def test_cancellation_while_the_plan_call_is_pending(domain: Any, world: World) -> None:
+    plan = PlanCalls(domain, hold=True)
+    rec, _ = recorder()
+    task = asyncio.ensure_future(
+        act(domain, None, make_state(), DELIVER, world, plan=plan, spans=rec)
+    )
+    await plan.pending.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert plan.cancelled == 1  # the awaited plan call itself was cancelled
+    assert world.calls == []
+    assert [(s.kind, s.outcome) for s in rec.spans] == [
+        ("plan", "cancelled"),
+        ("acting", "cancelled"),
+    ]
+    assert not check_tree(rec.spans)
+
+
+async def test_plan_function_errors(domain: Any, world: World) -> None:
+    async def no_plan(state: State, todo: Sequence[Any]) -> Plan:
+        raise PlanningFailed("nothing works")
+
+    with pytest.raises(NoPlan, match="nothing works") as info:
+        await act(domain, None, make_state(), DELIVER, world, plan=no_plan)
+    assert isinstance(info.value.__cause__, PlanningFailed)
+
+    async def broken(state: State, todo: Sequence[Any]) -> Plan:
+        raise RuntimeError("the pool is gone")
+
+    rec, _ = recorder()
+    with pytest.raises(RuntimeError, match="the pool is gone"):
+        await act(domain, None, make_state(), DELIVER, world, plan=broken, spans=rec)
+    assert [(s.kind, s.outcome) for s in rec.spans] == [("plan", "failed"), ("acting", "failed")]
+    assert not check_tree(rec.spans)
+
+
+def test_exactly_one_way_to_plan(domain: Any, world: World) -> None:
+    plan = PlanCalls(domain)
+    with pytest.raises(ValueError, match=r"exactly one way to plan.*not both"):
+        Acting(domain, Planner(domain), make_state(), DELIVER, world, plan=plan)
+    with pytest.raises(ValueError, match="exactly one way to plan"):
+        Acting(domain, None, make_state(), DELIVER, world)
+    Acting(domain, None, make_state(), DELIVER, world, plan=plan)  # fine
 
 
 # -- dynamic adaptation ------------------------------------------------------------------------

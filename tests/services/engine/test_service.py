@@ -16,6 +16,7 @@ from aria_actors import CallTimeout, Node, NodeConfig, RuntimeConfig, StartError
 from aria_actors.services.engine import BudgetExceeded, DomainError, PlanningFailed
 from aria_actors.services.engine.client import Engine
 from aria_actors.services.engine.domains import blocks, character, logistics
+from aria_actors.services.engine.spans import check_tree
 from aria_actors.services.engine.wire import BadRequest, UnknownDomain, state_from_data
 
 SUPERVISORS = Path(__file__).resolve().parents[3] / "supervisors"
@@ -209,6 +210,32 @@ async def test_a_character_plans_and_acts_and_replans_when_the_world_surprises_i
 
     await engine.stop_character("poor")
     assert await engine.characters() == ["hero"]
+
+
+async def test_a_character_run_records_its_spans(engine: Engine) -> None:
+    start = character.new_character("hero", "mage", fault="generate_textures")
+    await engine.start_character("hero", "character", start)
+    assert (await engine.character("hero")).spans == []
+    done = await engine.achieve("hero", [("published", "hero", True)])
+    assert done.trace is not None
+    spans = done.spans
+    assert spans
+    assert not check_tree(spans)
+    assert {s.trace for s in spans} == {done.trace}
+    roots = [s for s in spans if s.parent is None]
+    assert [(r.kind, r.outcome) for r in roots] == [("acting", "ok")]
+    plans = [s for s in spans if s.kind in ("plan", "replan")]
+    assert [(s.kind, s.parent) for s in plans] == [("plan", roots[0].id), ("replan", roots[0].id)]
+    assert [s.outcome for s in plans] == ["failed", "ok"]  # the surprise broke the first
+    commands = [s for s in spans if s.kind == "command"]
+    assert [s.name for s in commands] == [f"c_{a[0]}" for a in done.executed]
+    assert all(s.outcome == "ok" and s.parent in {p.id for p in plans} for s in commands)
+    assert not any(s.kind == "task" for s in spans)  # the search ran in the pool
+
+    again = await engine.achieve("hero", [("published", "hero", True)])  # nothing to do
+    assert again.trace not in (None, done.trace)
+    assert [s.kind for s in again.spans] == ["plan", "acting"]
+    assert (await engine.character("hero")).trace == again.trace
 
 
 async def test_a_crashed_character_is_restarted(engine: Engine, node: Node) -> None:
