@@ -123,3 +123,84 @@ def test_copy_on_write_never_leaks_between_copies(
             models[i][var][key].append(0)
         for s, m in zip(states, models, strict=True):
             assert s.variables() == m
+
+
+read_ops = st.lists(
+    st.tuples(
+        st.integers(0, 7),
+        st.sampled_from(["read", "set", "del", "copy", "nested", "assign", "delvar", "pickle"]),
+        keys,
+        values,
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(read_ops)
+def test_interleaved_reads_writes_and_copies_never_leak(
+    program: list[tuple[int, str, str, object]],
+) -> None:
+    """Reads, writes, whole-variable assignments and deletions, copies and pickle round
+    trips interleaved on many copies: every state behaves like its own deep copy."""
+    import copy
+    import pickle
+
+    states = [State("s0", v={"a": 1, "b": ["x"]}, w={"c": "x"}, n=3)]
+    models: list[dict[str, object]] = [{"v": {"a": 1, "b": ["x"]}, "w": {"c": "x"}, "n": 3}]
+    kept = []  # references read before a copy: the documented stale-reference caveat
+    for which, op, key, value in program:
+        i = which % len(states)
+        s, m = states[i], models[i]
+        var = "v" if key in "ab" else "w"
+        if op == "delvar":
+            if var in m:
+                delattr(s, var)
+                del m[var]
+            continue
+        if var not in m:
+            setattr(s, var, {})
+            m[var] = {}
+        binding, model = getattr(s, var), m[var]
+        assert isinstance(model, dict)
+        if op == "read":
+            assert binding.get(key) == model.get(key)
+            kept.append(binding)
+        elif op == "copy":
+            states.append(s.copy())
+            models.append(copy.deepcopy(m))
+        elif op == "set":
+            binding[key] = value
+            model[key] = copy.deepcopy(value)
+        elif op == "del":
+            binding.pop(key, None)
+            model.pop(key, None)
+        elif op == "assign":
+            setattr(s, var, {key: copy.deepcopy(value)})
+            m[var] = {key: copy.deepcopy(value)}
+        elif op == "pickle":
+            states[i] = pickle.loads(pickle.dumps(s))
+        elif isinstance(binding.get(key), list):
+            binding[key].append(0)
+            model[key].append(0)
+        for s2, m2 in zip(states, models, strict=True):
+            assert isinstance(s2, State)
+            assert s2.variables() == m2
+            assert s2 == State("other", **m2)
+
+
+def test_states_pickled_together_stay_independent() -> None:
+    import pickle
+
+    s = State("s", pos={"a": "table"}, bag={"k": ["x"]})
+    c = s.copy()  # both share one snapshot, neither owns a variable yet
+    s2, c2 = pickle.loads(pickle.dumps([s, c]))
+    assert s2 == s
+    assert c2 == c
+    assert str(c2) == "<State s_copy>"
+    c2.pos["a"] = "hand"
+    c2.bag["k"].append("y")
+    assert s2.pos == {"a": "table"}
+    assert s2.bag == {"k": ["x"]}
+    assert c2.pos == {"a": "hand"}
+    assert c2.bag == {"k": ["x", "y"]}
