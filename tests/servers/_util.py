@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import shutil
@@ -133,7 +134,7 @@ def clean_env(drop_prefixes: tuple[str, ...]) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes)}
 
 
-class ChildServer:
+class ChildServer(abc.ABC):
     """A server that is one child process with a temporary directory of its own.
 
     Subclasses set ``_base`` (the directory) and ``_proc`` (the process, once started)
@@ -143,8 +144,9 @@ class ChildServer:
     _base: Path
     _proc: subprocess.Popen[bytes] | None = None
 
+    @abc.abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Start the process; ready to serve when it returns."""
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

@@ -105,9 +105,7 @@ class _Connection:
         try:
             with self.instruments.timed(sql):
                 return await getattr(self.connection, method)(sql, *args, timeout=timeout)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+        except Exception as exc:
             raise self._failed(exc) from exc
 
     def _failed(self, exc: BaseException) -> Exception:
@@ -130,9 +128,7 @@ class _Connection:
         try:
             with self.instruments.timed(sql):
                 await self.connection.executemany(sql, rows)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+        except Exception as exc:
             raise self._failed(exc) from exc
 
     async def fetch(self, sql: str, *args: Any, timeout: float | None = None) -> list[Row]:
@@ -191,9 +187,7 @@ class PostgresDatabase:
                 max_size=self.max_size,
                 command_timeout=self.command_timeout,
             )
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+        except Exception as exc:
             raise _translate(exc, f"database {self.name}") from exc
 
     async def _checkout(self, timeout: float | None) -> asyncpg.Connection:
@@ -217,9 +211,7 @@ class PostgresDatabase:
                     # acquire in wait_for, a new task per statement
                     async with asyncio.timeout(remaining):
                         return await pool.acquire()
-                except BaseException as exc:
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
+                except Exception as exc:
                     error = _translate(exc, f"database {self.name}")
                     if isinstance(error, DatabaseUnavailable):
                         unavailable = error
@@ -266,9 +258,7 @@ class PostgresDatabase:
                 started = time.perf_counter()
                 try:
                     result = await getattr(raw, method)(sql, *args, timeout=timeout)
-                except BaseException as exc:
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
+                except Exception as exc:
                     instruments.observe(sql, time.perf_counter() - started)
                     instruments.failed(type(exc).__name__)
                     error = _translate(exc, "statement")
@@ -314,9 +304,7 @@ class PostgresDatabase:
                     await transaction.start()
                     if tenant is not None:
                         await raw.execute("SELECT set_config('aria.tenant', $1, true)", tenant)
-                except BaseException as exc:
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
+                except Exception as exc:
                     error = _translate(exc, f"database {self.name}: begin")
                     if isinstance(error, DatabaseUnavailable) and time.monotonic() < deadline:
                         continue  # a dead pooled connection; nothing ran yet: a fresh one
@@ -342,9 +330,7 @@ class PostgresDatabase:
                     raise
                 try:
                     await transaction.commit()
-                except BaseException as exc:
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
+                except Exception as exc:
                     raise _translate(exc, f"database {self.name}: commit", committed=None) from exc
                 return
 
@@ -367,9 +353,7 @@ class PostgresDatabase:
             number = lock_key(key)
             try:
                 await raw.execute("SELECT pg_advisory_lock($1)", number)
-            except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+            except Exception as exc:
                 raise _translate(exc, f"database {self.name}: lock {key}") from exc
             try:
                 yield
