@@ -4,9 +4,11 @@
 of action tuples, its cost and statistics) or raises. The to-do list holds actions, tasks,
 unigoals ``(var, arg, value)`` and multigoals, classified in GTPyhop's order
 (:mod:`.todo`). No step of the search uses Python recursion: to-do lists and partial
-plans are persistent linked lists (O(1) push/pop, shared between alternatives), states
-are copied on write (:mod:`.state`), so a plan of 100,000 actions needs no deeper call
-stack than a plan of one.
+plans are persistent linked lists (O(1) push/pop, shared between alternatives), so a plan
+of 100,000 actions needs no deeper call stack than a plan of one. The depth-first
+strategies change one working state in place and undo from a log on backtracking
+(:mod:`.trail`: an action costs what it changes); the others, and states that do not fit
+an undo log, copy states on write (:mod:`.state`).
 
 Strategies (closed vocabulary, :data:`Strategy`):
 
@@ -33,10 +35,11 @@ For the last two, ``cost_bound`` prunes every partial plan costing more than it.
 
 Semantics shared by all strategies:
 
-- An action gets a private copy of the state; returning a :class:`~.state.State` applies
-  it (and appends it to the plan, *even when the state did not change*: Nau's original
-  GTPyhop; GTPyhop 2.x drops such actions — ``drop_unchanging_actions=True`` reproduces
-  that); ``False``/``None`` means not applicable; anything else raises
+- An action gets a state of its own to change (a copy, or the logged working
+  state); returning that :class:`~.state.State` (or another one) applies it (and
+  appends it to the plan, *even when the state did not change*: Nau's original GTPyhop;
+  GTPyhop 2.x drops such actions — ``drop_unchanging_actions=True`` reproduces that);
+  ``False``/``None`` means not applicable; anything else raises
   :class:`~.errors.MalformedReturn`.
 - A method returning ``False``/``None`` does not apply; a list (or tuple) replaces the
   item by its elements; anything else raises :class:`~.errors.MalformedReturn`.
@@ -71,6 +74,7 @@ from .errors import (
 )
 from .state import State, goals_not_achieved, unigoal_holds
 from .todo import ItemKind, classify, is_multigoal
+from .trail import ActionView, Trail, TrailUnsuitable, undo, working_copy
 
 if TYPE_CHECKING:
     from .spans import SearchTracer
@@ -195,6 +199,9 @@ class Planner:
     One planner may serve many searches, concurrently from many threads, provided no
     State object is shared between concurrent searches (give each its own ``copy()``)
     and the domain is not re-declared meanwhile.
+
+    ``undo_log=False`` makes the depth-first strategies copy states on write instead of
+    using an undo-logged working state (same plans; for comparison and diagnosis).
     """
 
     def __init__(
@@ -207,6 +214,7 @@ class Planner:
         verify_goals: bool = True,
         cost_bound: float | None = None,
         drop_unchanging_actions: bool = False,
+        undo_log: bool = True,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
@@ -221,6 +229,14 @@ class Planner:
         self.verify_goals = verify_goals
         self.cost_bound = cost_bound
         self.drop_unchanging_actions = drop_unchanging_actions
+        self.undo_log = undo_log
+
+    def _trail_fits(self) -> bool:
+        # Undo-logged search needs costs known without the pre-action state at hand and
+        # no comparison of whole states (drop_unchanging_actions).
+        if not self.undo_log or self.drop_unchanging_actions:
+            return False
+        return not any(callable(c) for c in self.domain.costs.values())
 
     def find_plan(
         self,
@@ -232,7 +248,14 @@ class Planner:
     ) -> Plan:
         """A plan accomplishing ``todo`` from ``state``.
 
-        ``state`` is read by methods and never modified (actions work on copies).
+        ``state`` is never modified. The untraced depth-first strategies search on one
+        private working copy of it, changed in place by actions and restored on
+        backtracking from an undo log (:mod:`.trail`: cost per action = what it changes);
+        methods then get that working copy. States that do not fit (sets, lists, nested
+        values, see :func:`~.trail.working_copy`), traced and optimising searches, cost
+        functions, ``drop_unchanging_actions`` and ``undo_log=False`` (the planner's
+        option) use copy-on-write states (each action gets a copy; methods get the state
+        as it is). Both give the same plans.
 
         ``tracer`` (a :class:`~.spans.SearchTracer`, e.g. a
         :class:`~.spans.PlannerSpanTracer`) is told about the search as it goes: every
@@ -256,7 +279,15 @@ class Planner:
         if tracer is None:
             if optimising:
                 return run.optimise(state, _cons_from(todo), self.strategy == "best_first")
-            return run.depth_first(state, _cons_from(todo), self.strategy != "iterative_greedy")
+            backtrack = self.strategy != "iterative_greedy"
+            live = working_copy(state) if self._trail_fits() else None
+            if live is not None:
+                logged = _Search(self, cancel, logged=True)
+                try:
+                    return logged.depth_first(live, _cons_from(todo), backtrack)
+                except TrailUnsuitable:
+                    run.deadline = logged.deadline  # start again, copy-on-write; same clock
+            return run.depth_first(state, _cons_from(todo), backtrack)
         found = False
         try:
             if optimising:
@@ -294,8 +325,10 @@ _Node = tuple[State, _Cons, _Cons, float]
 class _Search:
     """One run of a search: its counters, budget and the shared expansion step."""
 
-    def __init__(self, planner: Planner, cancel: CancelToken | None) -> None:
+    def __init__(self, planner: Planner, cancel: CancelToken | None, logged: bool = False) -> None:
         self.p = planner
+        self.logged = logged
+        self.trail: Trail = []
         self.domain = planner.domain
         self.cancel = cancel
         self.expansions = 0
@@ -333,6 +366,34 @@ class _Search:
             return result, cost + self.domain.action_cost(name, state, args), True
         if result is False or result is None:
             raise _NotApplicable
+        raise MalformedReturn(
+            f"action {name} returned a {type(result).__name__} ({result!r:.80}): an action "
+            f"returns the State it was given (or another State), False or None",
+            name,
+            result,
+        )
+
+    def apply_logged(self, live: State, item: Any, cost: float) -> tuple[State, float, bool]:
+        """:meth:`apply_action` on the working state of an undo-logged search.
+
+        Raises:
+            _NotApplicable: the action returned False/None (its changes are undone).
+            TrailUnsuitable: the action returned another State, stored a mutable value...
+        """
+        name = item[0]
+        args = tuple(item[1:])
+        trail = self.trail
+        mark = len(trail)
+        view = ActionView(live, trail)
+        result = self.domain.actions[name](view, *args)
+        if result is view:
+            view.settle()
+            return live, cost + self.domain.action_cost(name, live, args), True
+        undo(trail, mark)
+        if result is False or result is None:
+            raise _NotApplicable
+        if isinstance(result, State):
+            raise TrailUnsuitable(f"action {name} returned a State it was not given")
         raise MalformedReturn(
             f"action {name} returned a {type(result).__name__} ({result!r:.80}): an action "
             f"returns the State it was given (or another State), False or None",
@@ -400,14 +461,22 @@ class _Search:
     # -- depth-first and greedy ------------------------------------------------------------
 
     def depth_first(self, state: State, todo: _Cons, backtrack: bool) -> Plan:
-        # Stack entries: (state, todo, plan, cost, None) for a node to expand, or
-        # (state, todo-after-item, plan, cost, (item, kind, methods, next index)) for a
-        # choice point whose remaining methods are still to try.
-        stack: list[tuple[State, _Cons, _Cons, float, Any]] = [(state, todo, None, 0.0, None)]
+        # Stack entries: (state, todo, plan, cost, None, mark) for a node to expand, or
+        # (state, todo-after-item, plan, cost, (item, kind, methods, next index), mark)
+        # for a choice point whose remaining methods are still to try. `mark` is the
+        # trail's length when the entry was pushed: an undo-logged search undoes back to
+        # it on popping (a copy-on-write search has an empty trail and marks of 0).
+        trail = self.trail
+        apply = self.apply_logged if self.logged else self.apply_action
+        stack: list[tuple[State, _Cons, _Cons, float, Any, int]] = [
+            (state, todo, None, 0.0, None, 0)
+        ]
         pop, push = stack.pop, stack.append
         while stack:
             self.tick()
-            state, todo, plan, cost, choice = pop()
+            state, todo, plan, cost, choice, mark = pop()
+            if len(trail) > mark:
+                undo(trail, mark)
             if choice is not None:
                 item, kind, methods, index = choice
                 n = len(methods)
@@ -418,8 +487,9 @@ class _Search:
                     if subs is None:
                         continue
                     if backtrack and index < n:
-                        push((state, todo, plan, cost, (item, kind, methods, index)))
-                    push((state, self.new_todo(subs, method, item, kind, todo), plan, cost, None))
+                        push((state, todo, plan, cost, (item, kind, methods, index), mark))
+                    new = self.new_todo(subs, method, item, kind, todo)
+                    push((state, new, plan, cost, None, mark))
                     break
                 continue
             if todo is None:
@@ -427,19 +497,21 @@ class _Search:
             item, rest = todo
             if type(item) is _Verify:
                 self.check(item, state)
-                push((state, rest, plan, cost, None))
+                push((state, rest, plan, cost, None, mark))
                 continue
             kind = self.classify(item)
             if kind is ItemKind.ACTION:
                 try:
-                    new_state, new_cost, appended = self.apply_action(state, item, cost)
+                    new_state, new_cost, appended = apply(state, item, cost)
                 except _NotApplicable:
                     continue
-                push((new_state, rest, (item, plan) if appended else plan, new_cost, None))
+                new_plan = (item, plan) if appended else plan
+                push((new_state, rest, new_plan, new_cost, None, len(trail)))
             elif kind is ItemKind.UNIGOAL and self.goal_holds(state, item):
-                push((state, rest, plan, cost, None))
+                push((state, rest, plan, cost, None, mark))
             else:
-                push((state, rest, plan, cost, (item, kind, self.methods_for(item, kind), 0)))
+                methods = self.methods_for(item, kind)
+                push((state, rest, plan, cost, (item, kind, methods, 0), mark))
         raise PlanningFailed(
             f"no plan found ({self.p.strategy}, {self.expansions} expansions)", self.expansions
         )

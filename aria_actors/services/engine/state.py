@@ -28,8 +28,8 @@ mutate ``d``: read the variable again through the state after a ``copy()``.
 from __future__ import annotations
 
 import copy as _copy
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["Multigoal", "State"]
 
@@ -98,30 +98,32 @@ class State:
     attributes. Equality compares the variables and ignores the name. A missing variable
     raises ``AttributeError`` (so ``hasattr``/``getattr(s, v, default)`` work as in
     GTPyhop).
+
+    A state made by ``State(...)`` keeps its variables as plain attributes: reading
+    ``s.pos`` costs what reading any attribute costs. :meth:`copy` turns both the state and
+    its copy into lazily copying states (they share a snapshot; see the module's text),
+    whose first read of each variable takes a private copy of it.
     """
 
     __slots__ = ("__dict__", "_shared")
 
     # Invariant: a variable lives either in __dict__ (owned: this state's private copy)
     # or only in _shared (the frozen snapshot shared with other states); an owned
-    # variable shadows the snapshot's. '__name__' always lives in __dict__.
+    # variable shadows the snapshot's. '__name__' always lives in __dict__. A plain State
+    # owns every variable and its _shared is the empty _NO_SNAPSHOT (never mutated).
     _shared: dict[str, Any]
 
     def __init__(self, state_name: str = "state", **variables: Any) -> None:
-        object.__setattr__(self, "_shared", {})
+        object.__setattr__(self, "_shared", _NO_SNAPSHOT)
         self.__dict__["__name__"] = state_name
         self.__dict__.update(variables)
 
     # -- variables ------------------------------------------------------------------------
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached when `name` is not owned: take a private copy from the snapshot.
-        shared = object.__getattribute__(self, "_shared")
-        if name in shared:
-            value = _private_copy(shared[name])
-            self.__dict__[name] = value
-            return value
-        raise AttributeError(f"state {self.__dict__.get('__name__')!r} has no variable {name!r}")
+    if TYPE_CHECKING:
+        # For type checkers only: variables are dynamic attributes. At run time a plain
+        # State has no __getattr__ (it would slow down every attribute read).
+        def __getattr__(self, name: str) -> Any: ...
 
     def __delattr__(self, name: str) -> None:
         found = name in self.__dict__
@@ -151,21 +153,42 @@ class State:
         """A copy sharing this state's variables until either side reads one (O(#variables)).
 
         The copy is named ``new_name``, or this state's name with ``_copy`` appended.
+        Both this state and the copy then read variables lazily (a plain state becomes a
+        lazily copying one). Instances of subclasses of :class:`State` are copied eagerly
+        instead (every variable privately copied, O(state size)), keeping their class.
         """
         own = self.__dict__
         name = own["__name__"]
+        copy_name = new_name if new_name else f"{name}_copy"
+        cls = type(self)
+        if cls is not State and cls is not _CowState:
+            the_copy = cls.__new__(cls)
+            object.__setattr__(the_copy, "_shared", _NO_SNAPSHOT)
+            the_copy.__dict__["__name__"] = copy_name
+            for var, value in self.variables().items():
+                the_copy.__dict__[var] = _private_copy(value)
+            return the_copy
         snapshot = dict(self._shared)
         if len(own) > 1:
             snapshot.update(own)
             del snapshot["__name__"]
             object.__setattr__(self, "__dict__", {"__name__": name})
         object.__setattr__(self, "_shared", snapshot)
-        the_copy = State.__new__(State)
+        if cls is State:
+            self.__class__ = _CowState
+        the_copy = _CowState.__new__(_CowState)
         object.__setattr__(the_copy, "_shared", snapshot)
-        object.__setattr__(
-            the_copy, "__dict__", {"__name__": new_name if new_name else f"{name}_copy"}
-        )
+        object.__setattr__(the_copy, "__dict__", {"__name__": copy_name})
         return the_copy
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A lazily copying state pickles with its snapshot, so that states pickled
+        # together still share theirs (and stay copy-on-write) once unpickled.
+        own = {k: v for k, v in self.__dict__.items() if k != "__name__"}
+        name = self.__dict__["__name__"]
+        if type(self) is _CowState:
+            return (_restore_cow, (name, self._shared, own))
+        return (_restore_state, (type(self), name, own))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, State):
@@ -190,7 +213,7 @@ class State:
     def get_fact(self, predicate: str, subject: Any, default: Any = None) -> Any:
         """The object of ``(predicate, subject, ?)``, or ``default`` when unbound."""
         binding = getattr(self, predicate, None)
-        if not isinstance(binding, dict):
+        if not isinstance(binding, MutableMapping):
             return default
         return binding.get(subject, default)
 
@@ -198,9 +221,9 @@ class State:
         """Bind ``(predicate, subject, obj)``, replacing the subject's previous object."""
         binding = getattr(self, predicate, None)
         if binding is None:
-            binding = _FlatVar()
-            setattr(self, predicate, binding)
-        elif not isinstance(binding, dict):
+            setattr(self, predicate, _FlatVar())
+            binding = getattr(self, predicate)  # what the state stored (may be a view)
+        elif not isinstance(binding, MutableMapping):
             raise TypeError(
                 f"state variable {predicate!r} is a {type(binding).__name__}, not a dict"
             )
@@ -209,18 +232,20 @@ class State:
     def remove_fact(self, predicate: str, subject: Any) -> None:
         """Unbind ``(predicate, subject, ?)``; nothing happens when it is unbound."""
         binding = getattr(self, predicate, None)
-        if isinstance(binding, dict):
+        if isinstance(binding, MutableMapping):
             binding.pop(subject, None)
 
     def has_fact(self, predicate: str, subject: Any, obj: Any) -> bool:
         """Whether the triple ``(predicate, subject, obj)`` holds."""
         binding = getattr(self, predicate, None)
-        return isinstance(binding, dict) and subject in binding and binding[subject] == obj
+        return (
+            isinstance(binding, MutableMapping) and subject in binding and binding[subject] == obj
+        )
 
     def facts(self) -> Iterator[tuple[str, Any, Any]]:
         """Every triple: one per argument of every dict-valued variable (read only)."""
         for predicate, binding in self.variables().items():
-            if isinstance(binding, dict):
+            if isinstance(binding, MutableMapping):
                 for subject, obj in binding.items():
                     yield (predicate, subject, obj)
 
@@ -231,7 +256,7 @@ class State:
         source: Iterable[tuple[str, Any, Any]]
         if predicate is not None:
             binding = self.variables().get(predicate)
-            if not isinstance(binding, dict):
+            if not isinstance(binding, MutableMapping):
                 return []
             source = ((predicate, s, o) for s, o in binding.items())
         else:
@@ -241,6 +266,60 @@ class State:
             for t in source
             if (subject is None or t[1] == subject) and (obj is None or t[2] == obj)
         ]
+
+
+class _CowState(State):
+    """A state sharing a snapshot with others: its first read of a variable copies it.
+
+    Kept apart from :class:`State` because a class with ``__getattr__`` makes every
+    attribute read slower (CPython cannot specialise them); plain states stay fast.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when `name` is not owned: take a private copy from the snapshot.
+        shared = object.__getattribute__(self, "_shared")
+        if name in shared:
+            value = _private_copy(shared[name])
+            self.__dict__[name] = value
+            return value
+        raise AttributeError(
+            f"state {self.__dict__.get('__name__')!r} has no variable {name!r}",
+            name=name,
+            obj=self,
+        )
+
+
+_NO_SNAPSHOT: dict[str, Any] = {}
+"""The (empty, never mutated) snapshot of a plain state."""
+
+
+def _restore_state(cls: type[State], name: str, variables: dict[str, Any]) -> State:
+    state = cls.__new__(cls)
+    object.__setattr__(state, "_shared", _NO_SNAPSHOT)
+    state.__dict__["__name__"] = name
+    state.__dict__.update(variables)
+    return state
+
+
+def _restore_cow(name: str, shared: dict[str, Any], own: dict[str, Any]) -> State:
+    state = _CowState.__new__(_CowState)
+    object.__setattr__(state, "_shared", shared)
+    state.__dict__["__name__"] = name
+    state.__dict__.update(own)
+    return state
+
+
+def missing_variable_message(error: AttributeError) -> str | None:
+    """``"state 'S' has no variable 'V'"`` when ``error`` is a failed read of a state's
+    variable (``error.obj`` a :class:`State`), else None: Python's own text for it names
+    the class, not the state."""
+    obj = getattr(error, "obj", None)
+    name = getattr(error, "name", None)
+    if isinstance(obj, State) and isinstance(name, str):
+        return f"state {obj.__dict__.get('__name__')!r} has no variable {name!r}"
+    return None
 
 
 class Multigoal:
