@@ -31,7 +31,13 @@ SLOW_PACKAGES = ("memory_tracking.",)  # deliberately allocates huge states; GTP
 # methods read the caller's original set objects; ours read them too until the state is
 # first copied, after which a state re-reads a rebuilt set whose iteration order may
 # differ, so the plan picks other (equivalent) objects. Plans are replay-checked only.
-SET_ORDER_DEPENDENT = ("ipc-2020-total-order.Childsnack",)
+# cybersecurity_attack_planning takes "the first" credential of a set of tuples
+# (m_dms_exfiltrate): GTPyhop's own plan for scenario_6_admin_acl_change changes with
+# PYTHONHASHSEED (seed 2 picks uid 'bob', seeds 0, 1, 3, 4, 5 pick 'adam').
+SET_ORDER_DEPENDENT = (
+    "ipc-2020-total-order.Childsnack",
+    "cybersecurity_attack_planning",
+)
 STRATEGIES = ["iterative_dfs_backtracking", "iterative_greedy", "recursive_dfs"]
 
 
