@@ -56,6 +56,7 @@ stack counts one) and ``timeout`` (seconds) raise :class:`~.errors.BudgetExceede
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import threading
 import time
@@ -238,6 +239,20 @@ class Planner:
             return False
         return not any(callable(c) for c in self.domain.costs.values())
 
+    def _derive(
+        self,
+        state: State,
+        todo: Sequence[Any],
+        plan: Plan,
+        cancel: CancelToken | None,
+        tracer: SearchTracer,
+    ) -> None:
+        # Report how an optimising strategy's plan decomposes: a depth-first search held
+        # to that plan's actions (the explored alternatives are not reported).
+        traced = _cons_from([(item, None) for item in todo])
+        with contextlib.suppress(PlanningFailed, BudgetExceeded):  # the report stays partial
+            _Search(self, cancel).depth_first_traced(state, traced, True, tracer, plan.actions)
+
     def find_plan(
         self,
         state: State,
@@ -261,9 +276,13 @@ class Planner:
         :class:`~.spans.PlannerSpanTracer`) is told about the search as it goes: every
         task/goal refined, every method tried, every action tried, every backtrack, and
         the end (also when the search raises). Tracing never changes the plan; without a
-        tracer the search runs untraced code (no per-step cost). Only the depth-first
-        strategies report their steps; ``branch_and_bound`` and ``best_first`` only call
-        ``on_end``.
+        tracer the search runs untraced code (no per-step cost). The depth-first
+        strategies report their whole search; ``branch_and_bound`` and ``best_first``
+        report how the plan they return decomposes (tasks, methods, actions: a
+        depth-first search held to that plan's actions, run after the optimising search
+        with a budget of the same size; if that runs out the report stays partial), not
+        the alternatives they explored, and report nothing but the end when they find
+        no plan.
 
         Raises:
             PlanningFailed: no plan exists (for greedy: the committed choices dead-end).
@@ -292,6 +311,7 @@ class Planner:
         try:
             if optimising:
                 plan = run.optimise(state, _cons_from(todo), self.strategy == "best_first")
+                self._derive(state, todo, plan, cancel, tracer)
             else:
                 traced = _cons_from([(item, None) for item in todo])
                 plan = run.depth_first_traced(
@@ -517,7 +537,12 @@ class _Search:
         )
 
     def depth_first_traced(
-        self, state: State, todo: _Cons, backtrack: bool, tracer: SearchTracer
+        self,
+        state: State,
+        todo: _Cons,
+        backtrack: bool,
+        tracer: SearchTracer,
+        follow: tuple[tuple[Any, ...], ...] | None = None,
     ) -> Plan:
         """:meth:`depth_first`, reporting to ``tracer``: same search, same plan.
 
@@ -531,6 +556,10 @@ class _Search:
         so far in chronological order. When a choice point resumes, every method applied
         since its mark — the one it last refined and any applied later on the abandoned
         branch, outside that method's refinement too — is reported backtracked.
+
+        With ``follow`` (a plan found by another strategy), an action that would make the
+        plan deviate from ``follow`` counts as not applicable, and only a plan equal to
+        ``follow`` ends the search: the search derives that plan, reporting how.
         """
         trail: list[int] = []
         stack: list[tuple[State, _Cons, _Cons, float, Any]] = [(state, todo, None, 0.0, None)]
@@ -561,7 +590,9 @@ class _Search:
                     break
                 continue
             if todo is None:
-                return self.done(state, plan, cost, False)
+                if follow is None or _unwind(plan) == follow:
+                    return self.done(state, plan, cost, False)
+                continue
             (item, parent), rest = todo
             if type(item) is _Verify:
                 self.check(item, state)
@@ -571,11 +602,16 @@ class _Search:
             if kind is ItemKind.ACTION:
                 try:
                     new_state, new_cost, appended = self.apply_action(state, item, cost)
+                    if follow is not None and appended and not _follows(plan, item, follow):
+                        raise _NotApplicable
                 except _NotApplicable:
                     tracer.on_action(item, parent, False)
                     continue
                 tracer.on_action(item, parent, True)
-                push((new_state, rest, (item, plan) if appended else plan, new_cost, None))
+                new_plan: Any = plan
+                if appended:
+                    new_plan = (item, plan) if follow is None else (item, plan, _length(plan) + 1)
+                push((new_state, rest, new_plan, new_cost, None))
             elif kind is ItemKind.UNIGOAL and self.goal_holds(state, item):
                 push((state, rest, plan, cost, None))
             else:
@@ -695,6 +731,17 @@ class _Search:
                     self.offer(child, False)  # incumbent, in case the budget ends first
                 heapq.heappush(queue, (c, serial, child))
                 serial += 1
+
+
+def _follows(plan: Any, item: Any, follow: tuple[tuple[Any, ...], ...]) -> bool:
+    """Whether appending action ``item`` to ``plan`` keeps it a prefix of ``follow``
+    (a followed search's plan cells carry their length: ``(action, tail, length)``)."""
+    n = 0 if plan is None else plan[2]
+    return bool(n < len(follow) and tuple(item) == follow[n])
+
+
+def _length(plan: Any) -> int:
+    return 0 if plan is None else int(plan[2])
 
 
 def _method_name(method: Callable[..., Any]) -> str:
