@@ -50,18 +50,36 @@ span end ``cancelled``, and ``CancelledError`` propagates. Nothing is swallowed.
 
 Spans (one trace per run, see :mod:`.spans`): ``acting`` (root) → ``plan`` / ``replan``
 (from planning until the plan is finished or abandoned; attributes ``reason``,
-``actions``, ``expansions``) → the planner's search (``task`` spans with their ``method``
-children and the ``action`` spans tried under them, from a
-:class:`~.spans.PlannerSpanTracer`; not recorded with a ``plan`` function, whose search
-runs elsewhere), one ``action`` span per planned action (predicted,
-see :func:`~.spans.record_plan`) and one ``command`` span per command executed (outcome
-``ok``/``failed``/``timeout``/``cancelled``); ``event`` spans (under the root) record
-each applicability check after an event or deviation.
+``actions``, ``expansions``, ``cost``) → the plan's actions, then one ``command`` span
+per command executed (outcome ``ok``/``failed``/``timeout``/``cancelled``); ``event``
+spans (under the root) record each applicability check after an event or deviation.
+
+The plan's actions appear exactly once, in one of two ways:
+
+- **Searched here, traced** (a :class:`Planner` whose search reported its steps to
+  the :class:`~.spans.PlannerSpanTracer` acting gives it, ``tracer.started > 0``): the
+  search's own spans — ``task`` spans with their ``method`` children and the
+  ``action`` spans tried under them. The plan is the ``ok`` action spans of that
+  subtree, in id order; everything the search abandoned ends ``failed`` (attribute
+  ``failure``). No predicted action spans are recorded: they would duplicate the
+  search's.
+- **Planned elsewhere** (a ``plan`` function, whose search runs in another actor or
+  process), or by a search that reported no steps: one predicted ``action`` span per
+  planned action, directly under the plan span, with its ``step`` and ``predicted``
+  effects (see :func:`~.spans.record_plan`).
+
+Span capacity: the run's recorder keeps the newest ``span_capacity`` spans
+(:data:`~.spans.DEFAULT_SPAN_CAPACITY` by default; a big plan's search alone can exceed
+it). What overflows is evicted oldest first — the deepest search steps go first, the
+root, plan and command spans stay — and counted: :attr:`ActingResult.dropped` (and
+``acting.spans.dropped``, also after a failed run) is how many spans of the run were
+lost, so a non-zero value means the trace is incomplete.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -74,6 +92,7 @@ from .domain import Domain
 from .errors import DomainError, EngineError, MalformedReturn
 from .planner import CancelToken, Plan, Planner
 from .spans import (
+    DEFAULT_SPAN_CAPACITY,
     OpenSpan,
     PlannerSpanTracer,
     SpanOutcome,
@@ -145,7 +164,8 @@ class ActingResult:
     succeeded, in order; ``plans``: plans made (the first one included); ``replans``:
     ``plans - 1``; ``failures``: every failed command (a plan broken by an event is
     not a failure); ``checks``: applicability checks made after events or deviations;
-    ``trace``: the spans' trace id.
+    ``trace``: the spans' trace id; ``dropped``: how many of the run's spans the recorder
+    evicted for lack of room (0: the recorder holds the whole trace).
     """
 
     state: State
@@ -155,6 +175,7 @@ class ActingResult:
     failures: tuple[CommandFailure, ...]
     checks: int
     trace: str
+    dropped: int = 0
 
 
 def replay(
@@ -182,16 +203,18 @@ class Acting:
 
     ``max_replans`` bounds the replans of the run (failures and broken plans alike);
     ``command_timeout`` bounds each command (seconds; ``None``: unbounded);
-    ``spans`` records the run's spans (a fresh recorder, keeping them, by default);
+    ``spans`` records the run's spans (by default a fresh recorder keeping the newest
+    ``span_capacity`` of them, :data:`~.spans.DEFAULT_SPAN_CAPACITY` if ``None``);
     ``events`` is an optional queue of :data:`WorldEvent` read at every step boundary;
     ``plan_in_thread`` runs the planner in a worker thread (default) or inline.
 
     Plans come from exactly one of ``planner`` (searched here, with the search's spans)
     or ``plan`` (a :data:`PlanFunction` awaited as is, e.g. a call to a planner pool;
-    no search spans, ``plan_in_thread`` is ignored).
+    no search spans but predicted action spans, ``plan_in_thread`` is ignored).
 
     Raises:
-        ValueError: both or neither of ``planner`` and ``plan``; a bad bound.
+        ValueError: both or neither of ``planner`` and ``plan``; a bad bound; both
+            ``spans`` and ``span_capacity`` (a given recorder has its own ``keep``).
     """
 
     def __init__(
@@ -209,6 +232,7 @@ class Acting:
         events: asyncio.Queue[WorldEvent] | None = None,
         confirm: bool = False,
         plan_in_thread: bool = True,
+        span_capacity: int | None = None,
     ) -> None:
         if (planner is None) == (plan is None):
             raise ValueError(
@@ -219,6 +243,14 @@ class Acting:
             raise ValueError("max_replans must be >= 0")
         if command_timeout is not None and command_timeout <= 0:
             raise ValueError("command_timeout must be > 0 (or None)")
+        if span_capacity is not None:
+            if spans is not None:
+                raise ValueError(
+                    "give span_capacity or a recorder (spans=), not both: "
+                    "a recorder's capacity is its keep="
+                )
+            if span_capacity < 1:
+                raise ValueError("span_capacity must be >= 1")
         self.domain = domain
         self.planner = planner
         self.plan_function = plan
@@ -227,7 +259,14 @@ class Acting:
         self.executor = executor
         self.max_replans = max_replans
         self.command_timeout = command_timeout
-        self.spans = spans if spans is not None else SpanRecorder(f"acting-{next(_traces)}")
+        self.spans = (
+            spans
+            if spans is not None
+            else SpanRecorder(
+                f"acting-{next(_traces)}",
+                keep=span_capacity if span_capacity is not None else DEFAULT_SPAN_CAPACITY,
+            )
+        )
         self.events = events
         self.confirm = confirm
         self.plan_in_thread = plan_in_thread
@@ -288,17 +327,19 @@ class Acting:
             asyncio.CancelledError: the caller cancelled the run.
         """
         rec = self.spans
+        dropped_before = rec.dropped
         root = rec.start("acting", "acting", todo=repr(self.todo))
         outcome: SpanOutcome = "failed"
         try:
             result = await self._run(root)
             outcome = "ok"
-            return result
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
         finally:
             root.end(outcome, plans=self._plans, executed=len(self._executed))
+        # Counted once the root has ended: emitting it may evict one more span.
+        return dataclasses.replace(result, dropped=rec.dropped - dropped_before)
 
     async def _observe(self, fallback: State | None) -> State:
         if callable(self.state_source):
@@ -430,7 +471,11 @@ class Acting:
             span.end(outcome_of(e), error=f"{type(e).__name__}: {e}")
             raise
         span.set(actions=len(plan.actions), expansions=plan.expansions, cost=plan.cost)
-        record_plan(self.spans, span, plan.actions, state, self.domain.actions)
+        if tracer is None or tracer.started == 0:
+            # Planned elsewhere, or by a strategy that reports no steps: the predicted
+            # action spans are the only record of the plan. Otherwise the search's own
+            # action spans are (see the module docstring).
+            record_plan(self.spans, span, plan.actions, state, self.domain.actions)
         return plan, span
 
     def _still_applicable(
@@ -560,6 +605,7 @@ async def act(
     events: asyncio.Queue[WorldEvent] | None = None,
     confirm: bool = False,
     plan_in_thread: bool = True,
+    span_capacity: int | None = None,
 ) -> ActingResult:
     """Act on ``todo`` with lazy lookahead: ``await Acting(...).run()`` (see the module doc).
 
@@ -578,4 +624,5 @@ async def act(
         events=events,
         confirm=confirm,
         plan_in_thread=plan_in_thread,
+        span_capacity=span_capacity,
     ).run()

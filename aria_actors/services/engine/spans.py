@@ -21,11 +21,19 @@ Invariants of a recorder's spans (what :func:`check_tree` verifies):
 - ``start <= end``; a child starts no earlier than its parent and ends no later;
 - a span is emitted exactly once, when it ends; ids are unique within a trace.
 
+Because every span is emitted before its parent (children end first), a buffer that
+keeps the *newest* spans it was given (both recorders and :class:`MemorySpanSink` do)
+still holds a tree when it overflows: the ancestors of every span kept are kept too;
+what is lost is the oldest leaves — for a trace of acting, the deepest steps of the
+first searches. Losses are never silent: ``SpanRecorder.dropped`` and every sink's
+``statistics().dropped`` count them. :data:`DEFAULT_SPAN_CAPACITY` is the default bound.
+
 Planner spans (task, method, action) come from a :class:`PlannerSpanTracer`, which
 implements the :class:`SearchTracer` hook a planner calls while it searches
 (``Planner.find_plan(..., tracer=...)``); :func:`record_plan` derives one predicted
 action span per planned action (with the action's predicted effects) from a finished
-plan.
+plan. A planner span ends ``ok`` only if it is part of the plan found; otherwise it
+ends ``failed`` with a ``failure`` attribute saying why (:data:`PlannerFailure`).
 """
 
 from __future__ import annotations
@@ -47,10 +55,12 @@ import msgspec
 from .state import State
 
 __all__ = [
+    "DEFAULT_SPAN_CAPACITY",
     "AttributeValue",
     "JsonLinesSpanSink",
     "MemorySpanSink",
     "OpenSpan",
+    "PlannerFailure",
     "PlannerSpanTracer",
     "SearchTracer",
     "SinkStatistics",
@@ -71,6 +81,15 @@ SpanKind = Literal["acting", "plan", "replan", "task", "method", "action", "comm
 
 SpanOutcome = Literal["ok", "failed", "cancelled", "timeout"]
 """How a span ended."""
+
+PlannerFailure = Literal["inapplicable", "backtracked", "unrefined", "no_plan"]
+"""Why a planner span ended ``failed`` (its ``failure`` attribute): ``inapplicable``, the
+method or action did not apply; ``backtracked``, it was on a branch the search abandoned;
+``unrefined``, a task or goal none of whose methods stayed in the plan; ``no_plan``, the
+search ended without a plan (or raised)."""
+
+DEFAULT_SPAN_CAPACITY = 10_000
+"""How many spans a :class:`SpanRecorder` or a :class:`MemorySpanSink` keeps by default."""
 
 AttributeValue = str | int | float | bool | None
 """Attributes are flat scalars (anything else is stored as its ``repr``)."""
@@ -140,19 +159,28 @@ class SinkStatistics:
 
 
 class MemorySpanSink:
-    """A ring buffer of the newest ``capacity`` spans (older ones are evicted and counted)."""
+    """A ring buffer of the newest ``capacity`` spans; older ones are evicted and counted.
 
-    def __init__(self, capacity: int = 10_000) -> None:
+    Keeping the newest keeps a tree (see the module docstring): when full, the spans
+    evicted are the oldest, leaves before their ancestors. ``statistics().dropped`` is
+    the number of spans evicted so far (spans forgotten by :meth:`clear` are not lost
+    to overflow and are not counted). Thread-safe.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_SPAN_CAPACITY) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.capacity = capacity
         self._spans: collections.deque[Span] = collections.deque(maxlen=capacity)
         self._emitted = 0
+        self._dropped = 0
         self._lock = threading.Lock()
 
     def emit(self, span: Span) -> None:
-        """Keep ``span``, evicting the oldest one when full. Thread-safe."""
+        """Keep ``span``, evicting (and counting) the oldest one when full."""
         with self._lock:
+            if len(self._spans) == self.capacity:
+                self._dropped += 1
             self._spans.append(span)
             self._emitted += 1
 
@@ -163,15 +191,14 @@ class MemorySpanSink:
         return held if trace is None else [s for s in held if s.trace == trace]
 
     def clear(self) -> None:
-        """Forget the spans held (the counters stay)."""
+        """Forget the spans held (the counters stay; forgotten spans are not ``dropped``)."""
         with self._lock:
             self._spans.clear()
 
     def statistics(self) -> SinkStatistics:
         """Counters: ``dropped`` is the number of spans evicted to make room."""
         with self._lock:
-            held = len(self._spans)
-            return SinkStatistics(self._emitted, held, self._emitted - held, self.capacity)
+            return SinkStatistics(self._emitted, len(self._spans), self._dropped, self.capacity)
 
 
 class JsonLinesSpanSink:
@@ -364,10 +391,16 @@ class OpenSpan:
 class SpanRecorder:
     """Starts and finishes the spans of one trace; keeps the newest ``keep`` finished ones.
 
-    Every finished span is kept here (``spans``; at most ``keep``, older ones are
-    evicted and counted in ``evicted``) and emitted to ``sink`` if one is given. The
-    clock (``time.time`` by default) must not go backwards; ``end`` is clamped to
-    ``start`` if it does. Not thread-safe: use one recorder from one thread at a time.
+    Every finished span is kept here (``spans``; at most ``keep``, the oldest evicted
+    first, see the module docstring for why that still leaves a tree) and emitted to
+    ``sink`` if one is given. :attr:`dropped` counts the spans evicted from ``spans``:
+    when it is not 0, ``spans`` is an incomplete trace (what a sink lost is counted by
+    the sink's own ``statistics()``). The clock (``time.time`` by default) must not go
+    backwards; ``end`` is clamped to ``start`` if it does. Not thread-safe: use one
+    recorder from one thread at a time.
+
+    Raises:
+        ValueError: ``keep`` < 1.
     """
 
     def __init__(
@@ -376,16 +409,22 @@ class SpanRecorder:
         sink: SpanSink | None = None,
         *,
         clock: Callable[[], float] = time.time,
-        keep: int = 10_000,
+        keep: int = DEFAULT_SPAN_CAPACITY,
     ) -> None:
         if keep < 1:
             raise ValueError("keep must be >= 1")
         self.trace = trace
         self.sink = sink
         self.clock = clock
+        self.keep = keep
         self._ids = itertools.count(1)
         self._spans: collections.deque[Span] = collections.deque(maxlen=keep)
-        self.evicted = 0
+        self._dropped = 0
+
+    @property
+    def dropped(self) -> int:
+        """How many finished spans were evicted from :attr:`spans` to stay within ``keep``."""
+        return self._dropped
 
     @property
     def spans(self) -> list[Span]:
@@ -458,8 +497,8 @@ class SpanRecorder:
         return span
 
     def _finish(self, span: Span) -> None:
-        if len(self._spans) == self._spans.maxlen:
-            self.evicted += 1
+        if len(self._spans) == self.keep:
+            self._dropped += 1
         self._spans.append(span)
         if self.sink is not None:
             self.sink.emit(span)
@@ -468,8 +507,11 @@ class SpanRecorder:
 def check_tree(spans: Sequence[Span]) -> list[str]:
     """The violations of the span-tree invariants in ``spans`` (empty: a proper tree).
 
-    Checks: ids unique per trace, every parent present in the same trace, ``start <=
-    end``, children inside their parent's interval, exactly one root per trace.
+    Checks, per trace: ids unique; ``start <= end`` (a NaN time violates it); every
+    parent present in the same trace; children inside their parent's interval; no
+    span its own ancestor (a cycle of parents, which would otherwise hide behind a
+    valid root); exactly one root. Problems are listed in a deterministic order (the
+    spans' order, then the traces sorted).
     """
     problems: list[str] = []
     by_id: dict[tuple[str, int], Span] = {}
@@ -478,7 +520,7 @@ def check_tree(spans: Sequence[Span]) -> list[str]:
         if key in by_id:
             problems.append(f"duplicate span id {s.id} in trace {s.trace}")
         by_id[key] = s
-        if s.start > s.end:
+        if not s.start <= s.end:
             problems.append(f"span {s.id} {s.name}: start {s.start} > end {s.end}")
     roots: dict[str, int] = collections.Counter()
     for s in spans:
@@ -488,14 +530,39 @@ def check_tree(spans: Sequence[Span]) -> list[str]:
         parent = by_id.get((s.trace, s.parent))
         if parent is None:
             problems.append(f"span {s.id} {s.name}: parent {s.parent} is missing")
-        elif s.start < parent.start or s.end > parent.end:
+        elif not (parent.start <= s.start and s.end <= parent.end):
             problems.append(
                 f"span {s.id} {s.name} [{s.start}, {s.end}] is not inside its parent "
                 f"{parent.id} {parent.name} [{parent.start}, {parent.end}]"
             )
-    for trace in {s.trace for s in spans}:
+    problems.extend(_parent_cycles(by_id))
+    for trace in sorted({s.trace for s in spans}):
         if roots[trace] != 1:
             problems.append(f"trace {trace} has {roots[trace]} roots")
+    return problems
+
+
+def _parent_cycles(by_id: dict[tuple[str, int], Span]) -> list[str]:
+    """One problem per cycle of parent links (each span is walked once: O(n))."""
+    problems: list[str] = []
+    settled: set[tuple[str, int]] = set()
+    for start in by_id:
+        path: list[tuple[str, int]] = []
+        on_path: set[tuple[str, int]] = set()
+        key: tuple[str, int] | None = start
+        while key is not None and key in by_id and key not in settled:
+            if key in on_path:
+                cycle = [k[1] for k in path[path.index(key) :]]
+                problems.append(
+                    f"spans {cycle} in trace {key[0]} form a cycle of parents "
+                    f"(each is its own ancestor)"
+                )
+                break
+            on_path.add(key)
+            path.append(key)
+            parent = by_id[key].parent
+            key = None if parent is None else (key[0], parent)
+        settled.update(path)
     return problems
 
 
@@ -594,7 +661,11 @@ class SearchTracer(Protocol):
         """An action was tried under ``parent``; ``applied`` is whether it applied."""
 
     def on_backtrack(self, method_token: int) -> None:
-        """Everything under the method (token from :meth:`on_method`) was abandoned."""
+        """The search went back to the choice point where the method (token from
+        :meth:`on_method`) was applied: the method, everything under it and everything
+        reported after it were abandoned (depth-first search backtracks chronologically;
+        the planner reports every method applied since that choice point, oldest first).
+        """
 
     def on_end(self, found: bool) -> None:
         """The search ended, with a plan or without one."""
@@ -603,28 +674,52 @@ class SearchTracer(Protocol):
 class PlannerSpanTracer:
     """A :class:`SearchTracer` recording task, method and action spans in a recorder.
 
-    Items become ``task`` spans (``kind`` attribute: task/unigoal/multigoal), methods
-    ``method`` spans under their item (outcome ``failed`` when the method did not apply
-    or was backtracked over), actions ``action`` spans under their method (``failed``
-    when not applicable). Spans stay open until :meth:`on_end`, which closes them all:
-    ``ok`` unless marked failed, or ``failed`` for everything when no plan was found;
-    children are closed before their parents, so the tree invariants hold.
+    Items become ``task`` spans (``item_kind`` attribute: task/unigoal/multigoal) under
+    the method they came from (or under ``parent`` at the top level), methods ``method``
+    spans under their item, actions ``action`` spans under their method. Spans stay open
+    until :meth:`on_end`, which ends them all, children before parents (so the tree
+    invariants hold), with an outcome that tells the truth about the plan found:
+
+    - ``ok``: the span is part of the plan — an applied action or method on the branch
+      the search finished on, a task or goal whose method on that branch stayed;
+    - ``failed``, with attribute ``failure`` (:data:`PlannerFailure`): ``inapplicable``
+      (a method or action that did not apply), ``backtracked`` (anything reported at
+      or after a method the search backtracked over, see
+      :meth:`SearchTracer.on_backtrack` — top-level items and actions included),
+      ``unrefined`` (a task or goal left without a method in the plan), ``no_plan``
+      (anything else, when the search found no plan or raised).
+
+    With the greedy strategy nothing is backtracked: a failure ends the search, so
+    every span ends ``failed``. A search that reports only :meth:`on_end` leaves no
+    spans; :attr:`started` counts the spans started, so a caller can tell whether the
+    search's steps were traced.
+
+    Threads: the search may run in a worker thread while the caller gives up on it
+    (:meth:`abandon`, from another thread); the two are serialised so that nothing the
+    tracer emits is still open when :meth:`abandon` returns.
     """
 
     def __init__(self, recorder: SpanRecorder, parent: OpenSpan | int | None = None) -> None:
         self.recorder = recorder
         self.parent = parent.id if isinstance(parent, OpenSpan) else parent
+        self.started = 0
+        """How many spans the search reported (items, methods and actions)."""
         self._open: dict[int, OpenSpan] = {}
-        self._failed: set[int] = set()
-        self._children: dict[int, list[int]] = collections.defaultdict(list)
+        # Invariant: a token in _failures is never live again; a token absent from it is
+        # part of the current branch of the search (until on_end says otherwise).
+        self._failures: dict[int, PlannerFailure] = {}
+        # The tokens not yet backtracked over, in the order they were started (ids grow
+        # in that order): a backtrack abandons a suffix of it.
+        self._order: list[int] = []
+        self._lock = threading.RLock()
         self._abandoned = False
 
     def _start(self, name: str, kind: SpanKind, parent: int | None, **attrs: object) -> OpenSpan:
         parent_id = self.parent if parent is None else parent
         span = self.recorder.start(name, kind, parent_id, **attrs)
         self._open[span.id] = span
-        if parent_id is not None:
-            self._children[parent_id].append(span.id)
+        self._order.append(span.id)
+        self.started += 1
         return span
 
     def on_item(self, item: Any, kind: str, parent: int | None) -> int:
@@ -640,34 +735,56 @@ class PlannerSpanTracer:
             subitems=len(subitems) if subitems is not None else None,
         )
         if subitems is None:
-            self._failed.add(span.id)
+            self._failures[span.id] = "inapplicable"
         return span.id
 
     def on_action(self, item: Any, parent: int | None, applied: bool) -> None:
         span = self._start(str(item[0]), "action", parent, args=repr(tuple(item[1:])))
         if not applied:
-            self._failed.add(span.id)
+            self._failures[span.id] = "inapplicable"
 
     def on_backtrack(self, method_token: int) -> None:
-        stack = [method_token]
-        while stack:
-            token = stack.pop()
-            if token in self._failed:
-                continue  # already backtracked over (with its subtree), or a failed leaf
-            self._failed.add(token)
-            stack.extend(self._children.get(token, ()))
+        # Everything started at or after the method was abandoned (its subtree, and the
+        # items, methods and actions the search went on to outside it). Each token is
+        # popped once: amortised O(1) per span.
+        order = self._order
+        while order and order[-1] >= method_token:
+            self._failures.setdefault(order.pop(), "backtracked")
 
     def abandon(self) -> None:
-        """Drop the open spans unemitted, now and at :meth:`on_end` (for a search whose
-        parent span ends before it does, e.g. a cancelled plan in a worker thread)."""
-        self._abandoned = True
+        """Never emit this search's spans (for a search whose parent span ends before it
+        does, e.g. a cancelled plan still running in a worker thread).
+
+        The spans still open are dropped at :meth:`on_end`, unemitted. If
+        :meth:`on_end` is running in another thread, this waits for it to finish (it
+        only ends spans, it does not search), so that every span the tracer emitted
+        ended before this returns — the caller may then end the parent span. Never
+        raises.
+        """
+        with self._lock:
+            self._abandoned = True
 
     def on_end(self, found: bool) -> None:
-        if self._abandoned:
+        with self._lock:
+            if not self._abandoned:
+                self._end_all(found)
             self._open.clear()
-            return
-        # Newest first: a child always has a larger id than its parent.
-        for token in sorted(self._open, reverse=True):
-            failed = not found or token in self._failed
-            self._open[token].end("failed" if failed else "ok")
-        self._open.clear()
+            self._order.clear()
+
+    def _end_all(self, found: bool) -> None:
+        refined: set[int] = set()  # items with a method that ended ok
+        # Newest first: a child always has a larger id than its parent, so a method
+        # ends before its item does.
+        for token in reversed(self._open):
+            span = self._open[token]
+            failure = self._failures.get(token)
+            if failure is None and not found:
+                failure = "no_plan"
+            if failure is None and span.kind == "task" and token not in refined:
+                failure = "unrefined"
+            if failure is None:
+                if span.kind == "method" and span.parent is not None:
+                    refined.add(span.parent)
+                span.end("ok")
+            else:
+                span.end("failed", failure=failure)

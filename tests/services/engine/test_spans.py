@@ -88,7 +88,7 @@ def test_recorder_keeps_newest_and_counts_evicted() -> None:
     for i in range(5):
         rec.start(f"s{i}", "task").end()
     assert [s.name for s in rec.spans] == ["s2", "s3", "s4"]
-    assert rec.evicted == 2
+    assert rec.dropped == 2
     with pytest.raises(ValueError, match="keep"):
         SpanRecorder("t", keep=0)
 
@@ -183,11 +183,11 @@ async def test_acting_spans_form_a_tree_with_the_right_outcomes() -> None:
     assert failed.name == "c_move"
     assert failed.attributes["reason"] == "jammed"
     actions = [s for s in spans if s.kind == "action"]
-    predicted = [s for s in actions if "predicted" in s.attributes]
-    assert {by_id[s.parent].kind for s in predicted if s.parent} == {"plan", "replan"}
-    searched = [s for s in actions if "predicted" not in s.attributes]
-    assert searched
-    assert {by_id[s.parent].kind for s in searched if s.parent} <= {"method", "plan", "replan"}
+    # The search was traced here: its action spans are the plan's, no predicted copies.
+    assert not [s for s in actions if "predicted" in s.attributes]
+    assert actions
+    assert {by_id[s.parent].kind for s in actions if s.parent} <= {"method", "plan", "replan"}
+    assert result.dropped == 0
     tasks = [s for s in spans if s.kind == "task"]
     for plan in plans:  # the planner's search, under each plan span
         assert any(t.parent == plan.id for t in tasks)
