@@ -12,9 +12,11 @@ The same bindings read as the original Aria engine's predicate-subject-object tr
 
 Copy-on-write
 -------------
-``copy()`` costs O(number of variables), never O(state size): the parent and the copy
-share one frozen *snapshot* of the variables, and each of them takes a private copy of a
-variable the first time it reads that variable through the state. Variables an action
+A state made with ``State(...)`` holds its variables as plain attributes (nothing runs on
+a read). ``copy()`` costs O(number of variables), never O(state size): the parent and the
+copy share one frozen *snapshot* of the variables (both become lazily copying states),
+and each of them takes a private copy of a variable the first time it reads that
+variable through the state. Variables an action
 never touches are never copied. A private copy is a C-level shallow copy when the
 variable's values are all atomic (str, int, float, bool, None, bytes); a variable holding
 nested mutable values (a dict of lists, ...) is deep-copied, as GTPyhop would.
@@ -23,6 +25,9 @@ Invariant: a value in the snapshot is never mutated — every state reaches its 
 through attribute access, which hands out the state's own private copy. The one way to
 break it is to keep a reference to a variable (``d = s.pos``), copy the state, and then
 mutate ``d``: read the variable again through the state after a ``copy()``.
+
+The planner's depth-first searches copy nothing per action: they change one plain
+working state in place and undo from a log on backtracking (:mod:`.trail`).
 """
 
 from __future__ import annotations
