@@ -15,7 +15,9 @@ from .domain import Domain as Domain
 from .domain import m_split_multigoal as m_split_multigoal
 from .errors import BudgetExceeded as BudgetExceeded
 from .errors import Cancelled as Cancelled
+from .errors import CorruptCharacter as CorruptCharacter
 from .errors import DomainError as DomainError
+from .errors import EngineBusy as EngineBusy
 from .errors import EngineError as EngineError
 from .errors import GoalNotAchieved as GoalNotAchieved
 from .errors import MalformedReturn as MalformedReturn
@@ -37,8 +39,10 @@ __all__ = [
     "BudgetExceeded",
     "CancelToken",
     "Cancelled",
+    "CorruptCharacter",
     "Domain",
     "DomainError",
+    "EngineBusy",
     "EngineError",
     "GTPyhopModule",
     "GoalNotAchieved",

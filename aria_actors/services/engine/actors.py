@@ -8,9 +8,17 @@ While it waits or searches, the task watches the call: when the caller has gone 
 call timed out, or its task was cancelled) the search is cancelled, which frees the
 slot within :data:`~.planner.CHECK_EVERY` expansions. Search outcomes
 (``PlanningFailed``, ``BudgetExceeded``, ``DomainError`` ...) go back to the caller and
-leave the actor running; at most ``pool_size + max_waiting`` requests are taken, the
-rest fail with :class:`EngineBusy`. A broken pool (a worker process died) crashes the
-actor, and its supervisor restarts it with a fresh pool.
+leave the actor running. At most ``pool_size + max_waiting`` requests are taken (a
+request counts from the moment it is accepted until its slot is free again, or until
+it left the queue); the rest fail at once with :class:`~.errors.EngineBusy`, whose
+message names the limit. A caller whose call times out (or whose task is cancelled)
+frees its place in the queue, or its slot once the search noticed. A broken pool (a
+worker process died) crashes the actor, and its supervisor restarts it with a fresh
+pool.
+
+Every request is counted in :class:`~.metrics.EngineMetrics` (requests, outcomes,
+search and queue times); the pool's gauges (size, busy slots, queue depth) follow
+each change and are reset when the actor restarts.
 
 ``aria_engine.domains`` (:class:`DomainRegistryActor`) lists and describes the loaded
 domains (:mod:`.registry`) and hands the Domain objects to the character actors.
@@ -19,13 +27,14 @@ domains (:mod:`.registry`) and hands the Domain objects to the character actors.
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Final
 
 from ..._runtime.actor import Actor, DeferredReply, handles
 from ..._runtime.messages import ExitReason
 from .domain import Domain
-from .errors import EngineError
+from .errors import BudgetExceeded, Cancelled, EngineBusy, EngineError
 from .messages import (
     DescribeDomain,
     DomainInfo,
@@ -36,20 +45,23 @@ from .messages import (
     PoolStats,
     PoolStatus,
 )
+from .metrics import EngineMetrics, PlanOutcome
 from .planner import STRATEGIES
 from .pool import Outcome, PlanJob, PlanPool, error_of
 from .registry import load_domains, sources_from
 from .settings import SERVICE, EngineSettings, load_settings
 from .wire import BadRequest, UnknownDomain, state_from_data, todo_from_data
 
-__all__ = ["DomainRegistryActor", "EngineBusy", "PlannerPoolActor", "describe_domain"]
+__all__ = [
+    "DomainRegistryActor",
+    "EngineBusy",
+    "PlannerPoolActor",
+    "describe_domain",
+    "plan_outcome",
+]
 
 WATCH_INTERVAL: Final = 0.05
 """Seconds between two looks at whether a waiting or searching request's caller is gone."""
-
-
-class EngineBusy(EngineError):
-    """The planner pool has ``pool_size + max_waiting`` requests already: try later."""
 
 
 def make_job(settings: EngineSettings, domains: dict[str, Domain], request: PlanRequest) -> PlanJob:
@@ -99,10 +111,17 @@ class PlannerPoolActor(Actor):
             self.free.put_nowait(slot)
         self.tasks: set[asyncio.Task[None]] = set()
         self.running = 0
-        self.waiting = 0
+        self.waiting = 0  # accepted, not yet in a slot (counted from the handler on)
         self.completed = 0
         self.failed = 0
         self.cancelled = 0
+        self.metrics = EngineMetrics(self.node)
+        self.metrics.pool_size.set(self.settings.pool_size)
+        self._gauges()
+
+    def _gauges(self) -> None:
+        self.metrics.pool_busy.set(self.running)
+        self.metrics.pool_waiting.set(self.waiting)
 
     async def terminate(self, reason: ExitReason) -> None:
         for task in self.tasks:
@@ -121,31 +140,51 @@ class PlannerPoolActor(Actor):
             cancelled=self.cancelled,
         )
 
+    def busy_error(self) -> EngineBusy:
+        """The error refusing a request while the pool is full."""
+        size, queue = self.settings.pool_size, self.settings.max_waiting
+        return EngineBusy(
+            f"the planner pool is full: {self.running} searching and {self.waiting} waiting "
+            f"reach the limit of pool_size + max_waiting = {size} + {queue} = {size + queue} "
+            "plan requests; try again later, or raise services.aria_engine.max_waiting "
+            "(or pool_size)"
+        )
+
     @handles(PlanRequest)
     def plan(self, message: PlanRequest) -> None:
         reply = self.defer_reply()
+        self.metrics.plan_requests.inc()
         if self.running + self.waiting >= self.settings.pool_size + self.settings.max_waiting:
-            reply.fail(EngineBusy(f"{self.running + self.waiting} plan requests already taken"))
+            self.metrics.plan_ended("refused")
+            reply.fail(self.busy_error())
             return
         try:
             job = make_job(self.settings, self.domains, message)
         except BadRequest as exc:
+            self.metrics.plan_ended("bad_request")
             reply.fail(exc)
             return
+        self.waiting += 1  # here, not in the task: the next request must see it
+        self._gauges()
         task = asyncio.get_running_loop().create_task(self._search(job, reply))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     async def _search(self, job: PlanJob, reply: DeferredReply) -> None:
-        self.waiting += 1
+        queued = time.perf_counter()
         try:
             slot = await self._take_slot(reply)
         finally:
             self.waiting -= 1
+            self._gauges()
         if slot is None:
             self.cancelled += 1
+            self.metrics.plan_ended("abandoned")
             return
+        started = time.perf_counter()
+        self.metrics.plan_wait_seconds.observe(started - queued)
         self.running += 1
+        self._gauges()
         try:
             future = asyncio.wrap_future(self.pool.submit(job, slot))
             given_up = False
@@ -159,12 +198,17 @@ class PlannerPoolActor(Actor):
             try:
                 outcome = future.result()
             except BrokenProcessPool as exc:
+                self.metrics.plan_ended("failed")
                 reply.fail(EngineError(f"the planner pool broke: {exc}"))
                 self.stop(ExitReason.from_exception(exc))  # restart with a fresh pool
                 return
         finally:
             self.running -= 1
+            self._gauges()
             self.free.put_nowait(slot)
+        seconds = time.perf_counter() - started
+        self.metrics.planning_seconds.labels(domain=job.domain).observe(seconds)
+        self.metrics.plan_ended(plan_outcome(job, outcome, given_up))
         self._answer(job, outcome, reply, given_up)
 
     async def _take_slot(self, reply: DeferredReply) -> int | None:
@@ -197,6 +241,20 @@ class PlannerPoolActor(Actor):
                 final_state=outcome.final_state,
             )
         )
+
+
+def plan_outcome(job: PlanJob, outcome: Outcome, given_up: bool) -> PlanOutcome:
+    """How a search that ran ended, for :class:`~.metrics.EngineMetrics`.
+
+    A ``BudgetExceeded`` within the expansion budget was the deadline's doing.
+    """
+    if given_up or outcome.error == Cancelled.__name__:
+        return "abandoned"
+    if outcome.error is None:
+        return "succeeded"
+    if outcome.error == BudgetExceeded.__name__:
+        return "timed_out" if outcome.expansions <= job.max_expansions else "budget_exceeded"
+    return "failed"
 
 
 def describe_domain(domain: Domain) -> DomainInfo:

@@ -9,6 +9,11 @@
 
     await engine.start_character("hero", "character", character.new_character("hero", "mage"))
     status = await engine.achieve("hero", [("published", "hero", True)])
+    status = await engine.character("hero", spans=True)   # with the last run's spans
+
+Characters are stored in aria_data (see :mod:`.character_actor`): their state and last
+run survive a crash of their actor and a restart of the node, until
+:meth:`Engine.stop_character` deletes them.
 
 States may be given as :class:`~.state.State` objects or as wire data, to-do lists
 with tuples and :class:`~.state.Multigoal` objects (see :mod:`.wire`). Every call has
@@ -27,6 +32,7 @@ from ..._runtime.node import Node
 from ..._runtime.ref import ActorRef
 from .character_actor import character_actor_name
 from .messages import (
+    MAX_REPLY_SPANS,
     Achieve,
     CharacterStatus,
     DescribeDomain,
@@ -108,7 +114,7 @@ class Engine:
             PlanningFailed: no plan exists.
             BudgetExceeded: the expansion budget or the search timeout ran out.
             DomainError: the domain's code failed on this problem.
-            EngineBusy: too many requests are waiting.
+            EngineBusy: the pool has ``pool_size + max_waiting`` requests already.
             CallTimeout: no answer within ``call_timeout`` (the search is cancelled).
             NoProcess: aria_engine is not running.
         """
@@ -152,33 +158,47 @@ class Engine:
     async def start_character(
         self, character: str, domain: str, state: StateLike
     ) -> CharacterStatus:
-        """Start ``character``'s acting actor in ``domain`` with its world ``state``.
+        """Create ``character`` in ``domain`` with its world ``state``: store it in
+        aria_data and start its acting actor.
 
         Raises:
-            BadRequest: it runs already, or the state is malformed.
-            StartError: its actor could not start (an unknown domain, say).
+            UnknownDomain: no such domain is loaded.
+            BadRequest: it runs (or is stored) already, or the state is malformed.
+            StartError: its actor could not start (nothing stays stored).
+            DatabaseError: aria_data failed.
         """
         message = StartCharacter(character=character, domain=domain, state=_state(state))
         ref = self._ref(CHARACTERS)
         return cast(CharacterStatus, await ref.call(message, timeout=self.timeout))
 
     async def stop_character(self, character: str) -> None:
-        """Stop ``character``'s actor (nothing happens if it is not running)."""
+        """Stop ``character``'s actor and delete it from aria_data (nothing happens if
+        there is no such character).
+
+        Raises:
+            DatabaseError: aria_data failed (the actor is stopped, the row may remain).
+        """
         await self._ref(CHARACTERS).call(StopCharacter(character), timeout=self.timeout)
 
     async def characters(self) -> list[str]:
-        """The characters whose actors run."""
+        """The characters whose actors run (every stored one once the service is up)."""
         ref = self._ref(CHARACTERS)
         return cast(list[str], await ref.call(ListCharacters(), timeout=self.timeout))
 
-    async def character(self, character: str) -> CharacterStatus:
-        """``character``'s status and world state.
+    async def character(
+        self, character: str, *, spans: bool = False, max_spans: int = MAX_REPLY_SPANS
+    ) -> CharacterStatus:
+        """``character``'s status and world state; with ``spans``, also the newest
+        ``max_spans`` spans of its last run (``spans_omitted``: how many more it holds).
 
         Raises:
             NoProcess: no such character is running.
+            CorruptCharacter: its stored row cannot be used (the message says why).
+            BadRequest: ``max_spans`` is not 1..:data:`~.messages.MAX_REPLY_SPANS`.
         """
         ref = self._ref(character_actor_name(character))
-        return cast(CharacterStatus, await ref.call(GetCharacter(), timeout=self.timeout))
+        message = GetCharacter(spans=spans, max_spans=max_spans)
+        return cast(CharacterStatus, await ref.call(message, timeout=self.timeout))
 
     async def achieve(
         self,
@@ -189,16 +209,22 @@ class Engine:
         max_expansions: int | None = None,
         timeout: float | None = None,
         call_timeout: float | None = None,
+        spans: bool = False,
+        max_spans: int = MAX_REPLY_SPANS,
     ) -> CharacterStatus:
-        """Make ``character`` plan ``todo`` and act it; its status afterwards.
+        """Make ``character`` plan ``todo`` and act it; its status afterwards (with the
+        run's spans when ``spans``, as :meth:`character`).
 
         Raises:
             as :meth:`plan`; CharacterBusy: it is already working on a request;
-            PlanningFailed: also when it had to replan too often.
+            PlanningFailed: also when it had to replan too often;
+            CorruptCharacter: its stored row cannot be used;
+            DatabaseError: its state could not be saved (the run did not start, or
+            it ended but its result was not written).
         """
         message = Achieve(
             todo=todo_to_data(todo), strategy=strategy, max_expansions=max_expansions,
-            timeout=timeout,
+            timeout=timeout, spans=spans, max_spans=max_spans,
         )  # fmt: skip
         if call_timeout is None:
             call_timeout = 2 * (self._search_timeout(timeout) + CALL_MARGIN)

@@ -16,6 +16,13 @@ Every way planning can end without a plan has its own class::
         └── GoalNotAchieved  goal verification: a unigoal or multigoal method's refinement
                              finished without achieving the goal it was chosen for
 
+And the service's own (aria_engine's actors, not the planner)::
+
+    EngineError
+    ├── EngineBusy           the planner pool has ``pool_size + max_waiting`` requests already
+    └── CorruptCharacter     a character's stored row cannot be used (``character``,
+                             ``problem``); the row is left as it is
+
 ``PlanningFailed``, ``BudgetExceeded`` and ``Cancelled`` are search outcomes; a
 ``DomainError`` is a bug in the domain and is raised as soon as it is seen, never
 treated as "this branch failed".
@@ -92,3 +99,30 @@ class GoalNotAchieved(DomainError):
         self.method = method
         self.goal = goal
         super().__init__(message)
+
+
+class EngineBusy(EngineError):
+    """The planner pool has ``pool_size + max_waiting`` requests already: try later.
+
+    The message names the limit and the setting that raises it.
+    """
+
+
+class CorruptCharacter(EngineError):
+    """A character's stored row (``engine_characters``) cannot be used: a column is
+    undecodable or malformed, its domain is not loaded, or the row is gone.
+
+    ``character`` is the character's id, ``problem`` what is wrong (the column and
+    why). The row is never changed (but for the ``owner`` token every actor instance
+    claims) or deleted because of it: an operator fixes it (or loads the domain), then
+    restarts the character's actor or the node; or deletes it (``StopCharacter``).
+    """
+
+    def __init__(self, character: str, problem: str) -> None:
+        self.character = character
+        self.problem = problem
+        super().__init__(
+            f"stored character {character!r} cannot be loaded: {problem} (its row in "
+            "engine_characters is left as it is: fix it and restart the character's "
+            "actor, or delete the character with StopCharacter)"
+        )

@@ -14,15 +14,20 @@ Domain registry (``aria_engine.domains``)::
 
 Characters (``aria_engine.characters``, and one ``aria_engine.character.<id>`` each)::
 
-    StartCharacter -> CharacterStatus  StopCharacter -> None
-    ListCharacters -> list[str]        GetCharacter -> CharacterStatus
+    StartCharacter -> CharacterStatus  (stored in aria_data first; raises BadRequest,
+                                        UnknownDomain)
+    StopCharacter  -> None             (stops it and deletes its stored row)
+    ListCharacters -> list[str]
+    GetCharacter   -> CharacterStatus  (spans only when asked: ``spans=True``, at most
+                                        ``max_spans``; raises CorruptCharacter)
     Achieve        -> CharacterStatus  (after planning and acting; raises as PlanRequest,
-                                        or CharacterBusy while it is already acting)
+                                        CharacterBusy while it is already acting,
+                                        CorruptCharacter)
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -30,6 +35,7 @@ from .spans import Span
 from .wire import Goals
 
 __all__ = [
+    "MAX_REPLY_SPANS",
     "Achieve",
     "CharacterStatus",
     "DescribeDomain",
@@ -46,6 +52,9 @@ __all__ = [
     "StartCharacter",
     "StopCharacter",
 ]
+
+MAX_REPLY_SPANS: Final = 1_000
+"""The default and largest number of spans a :class:`CharacterStatus` carries."""
 
 
 class PlanRequest(msgspec.Struct, frozen=True, tag=True, kw_only=True):
@@ -127,7 +136,8 @@ class DomainInfo(msgspec.Struct, frozen=True, tag=True, kw_only=True):
 
 
 class StartCharacter(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    """Start the acting actor of ``character`` in ``domain`` with its world ``state``."""
+    """Create ``character`` in ``domain`` with its world ``state``: store it in aria_data,
+    then start its acting actor (which from then on writes its changes through)."""
 
     character: str
     domain: str
@@ -135,28 +145,43 @@ class StartCharacter(msgspec.Struct, frozen=True, tag=True, kw_only=True):
 
 
 class StopCharacter(msgspec.Struct, frozen=True, tag=True):
-    """Stop the acting actor of ``character``."""
+    """Stop the acting actor of ``character`` and delete its stored row (the character
+    is gone, also for the next node on the database)."""
 
     character: str
 
 
 class ListCharacters(msgspec.Struct, frozen=True, tag=True):
-    """The characters whose actors run."""
+    """The characters whose actors run (every stored one, once the service started)."""
 
 
-class GetCharacter(msgspec.Struct, frozen=True, tag=True):
-    """A character's :class:`CharacterStatus` (sent to its own actor)."""
+class GetCharacter(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """A character's :class:`CharacterStatus` (sent to its own actor).
+
+    The last run's spans come only with ``spans=True``: the newest ``max_spans``
+    (1..:data:`MAX_REPLY_SPANS`; a value outside that is a ``BadRequest``), the
+    number left out in ``spans_omitted``.
+    """
+
+    spans: bool = False
+    max_spans: int = MAX_REPLY_SPANS
 
 
 class Achieve(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     """Plan ``todo`` from the character's state and act the plan, replanning when a
     command fails or the world does not turn out as predicted and the plan no longer
-    applies."""
+    applies.
+
+    ``spans`` and ``max_spans`` choose whether the reply carries the run's spans, as
+    for :class:`GetCharacter`.
+    """
 
     todo: list[Any]
     strategy: str | None = None
     max_expansions: int | None = None
     timeout: float | None = None
+    spans: bool = False
+    max_spans: int = MAX_REPLY_SPANS
 
 
 CharacterPhase = Literal["idle", "planning", "acting", "done", "failed"]
@@ -165,18 +190,23 @@ CharacterPhase = Literal["idle", "planning", "acting", "done", "failed"]
 class CharacterStatus(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     """A character: its world state, what it is doing, what it did in its last request.
 
-    ``executed`` lists the commands carried out (as action tuples) in the last request,
-    ``replans`` how often it had to plan again, ``error`` why it failed; ``trace`` is
-    the last request's trace id and ``spans`` its spans (what acting did, see
-    :mod:`.spans`; the newest ones the character still holds).
+    ``todo`` is the to-do list of the current or last request, ``executed`` the
+    commands carried out (as action tuples) in it, ``replans`` how often it had to plan
+    again, ``error`` why it failed; all of these are stored and survive restarts (a
+    run cut short by a restart is ``failed``, its error says so). ``trace`` is the last
+    request's trace id; ``spans`` its spans (what acting did, see :mod:`.spans`), only
+    when the request asked for them: the newest ``max_spans`` the character still holds
+    in memory (none after a restart), ``spans_omitted`` how many more it holds.
     """
 
     character: str
     domain: str
     phase: CharacterPhase
     state: dict[str, Any]
+    todo: list[Any] = msgspec.field(default_factory=list)
     executed: list[tuple[Any, ...]] = msgspec.field(default_factory=list)
     replans: int = 0
     error: str | None = None
     trace: str | None = None
     spans: list[Span] = msgspec.field(default_factory=list)
+    spans_omitted: int = 0

@@ -12,7 +12,8 @@ A worker process loads its domains once, from the same :class:`~.registry.Domain
 list as the node (:func:`_init_worker`). Searches never raise across the pool: they
 return an :class:`Outcome` (a plan, or the error's class name and message), so that
 exceptions with extra fields survive pickling and a domain's own bug (an exception in
-an action) is reported as a ``DomainError`` naming it.
+an action) is reported as a ``DomainError`` naming it (a read of a variable the state
+lacks names the state and the variable).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .errors import (
 from .planner import CancelToken, Planner, Strategy
 from .registry import DomainSource, load_domains
 from .settings import PoolKind
+from .state import missing_variable_message
 from .wire import BadRequest, state_from_data, state_to_data, todo_from_data
 
 __all__ = ["Outcome", "PlanJob", "PlanPool", "error_of", "run_job"]
@@ -132,6 +134,12 @@ def run_job(
     except EngineError as exc:
         return Outcome(type(exc).__name__, str(exc))
     except Exception as exc:  # the domain's code failed on this state: a domain error
+        missing = missing_variable_message(exc) if isinstance(exc, AttributeError) else None
+        if missing is not None:
+            return Outcome(
+                "DomainError",
+                f"domain {job.domain!r} read a variable the state lacks: {missing}",
+            )
         return Outcome(
             "DomainError",
             f"domain {job.domain!r} raised {type(exc).__name__}: {exc} (is the state "

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from aria_actors import CallTimeout, Node, NodeConfig, RuntimeConfig, StartError, load_services
+from aria_actors import CallTimeout, Node, NodeConfig, RuntimeConfig, load_services
 from aria_actors.services.engine import BudgetExceeded, DomainError, PlanningFailed
 from aria_actors.services.engine.client import Engine
 from aria_actors.services.engine.domains import blocks, character, logistics
+from aria_actors.services.engine.messages import MAX_REPLY_SPANS
 from aria_actors.services.engine.spans import check_tree
 from aria_actors.services.engine.wire import BadRequest, UnknownDomain, state_from_data
 
@@ -200,8 +201,9 @@ async def test_a_character_plans_and_acts_and_replans_when_the_world_surprises_i
 
     with pytest.raises(BadRequest, match="already running"):
         await engine.start_character("hero", "character", start)
-    with pytest.raises(StartError):
+    with pytest.raises(UnknownDomain, match="no planning domain named 'nope'"):
         await engine.start_character("ghost", "nope", {})
+    assert await engine.characters() == ["hero"]  # nothing stored or started for it
     failed = character.new_character("poor", "mage", budget=2)
     await engine.start_character("poor", "character", failed)
     with pytest.raises(PlanningFailed):
@@ -215,9 +217,10 @@ async def test_a_character_plans_and_acts_and_replans_when_the_world_surprises_i
 async def test_a_character_run_records_its_spans(engine: Engine) -> None:
     start = character.new_character("hero", "mage", fault="generate_textures")
     await engine.start_character("hero", "character", start)
-    assert (await engine.character("hero")).spans == []
-    done = await engine.achieve("hero", [("published", "hero", True)])
+    assert (await engine.character("hero", spans=True)).spans == []
+    done = await engine.achieve("hero", [("published", "hero", True)], spans=True)
     assert done.trace is not None
+    assert done.spans_omitted == 0
     spans = done.spans
     assert spans
     assert not check_tree(spans)
@@ -232,13 +235,43 @@ async def test_a_character_run_records_its_spans(engine: Engine) -> None:
     assert all(s.outcome == "ok" and s.parent in {p.id for p in plans} for s in commands)
     assert not any(s.kind == "task" for s in spans)  # the search ran in the pool
 
-    again = await engine.achieve("hero", [("published", "hero", True)])  # nothing to do
-    assert again.trace not in (None, done.trace)
+    again = await engine.achieve("hero", [("published", "hero", True)], spans=True)
+    assert again.trace not in (None, done.trace)  # nothing to do this time
     assert [s.kind for s in again.spans] == ["plan", "acting"]
     assert (await engine.character("hero")).trace == again.trace
 
 
-async def test_a_crashed_character_is_restarted(engine: Engine, node: Node) -> None:
+async def test_spans_come_only_when_asked_and_bounded(engine: Engine) -> None:
+    start = character.new_character("hero", "mage", fault="generate_textures")
+    await engine.start_character("hero", "character", start)
+    done = await engine.achieve("hero", [("published", "hero", True)])
+    assert done.spans == []  # not asked for
+    assert done.spans_omitted == 0
+    assert done.trace is not None
+    plain = await engine.character("hero")
+    assert (plain.spans, plain.spans_omitted, plain.trace) == ([], 0, done.trace)
+
+    every = await engine.character("hero", spans=True)
+    assert len(every.spans) > 3
+    assert every.spans_omitted == 0
+    assert {s.trace for s in every.spans} == {done.trace}
+
+    few = await engine.character("hero", spans=True, max_spans=3)
+    assert few.spans == every.spans[-3:]  # the newest: the acting root ends last
+    assert few.spans_omitted == len(every.spans) - 3
+    assert few.spans[-1].kind == "acting"
+
+    for bad in (0, -1, MAX_REPLY_SPANS + 1):
+        with pytest.raises(BadRequest, match=f"max_spans must be 1..{MAX_REPLY_SPANS}"):
+            await engine.character("hero", spans=True, max_spans=bad)
+    with pytest.raises(BadRequest, match="max_spans"):
+        await engine.achieve("hero", [("published", "hero", True)], max_spans=0)
+    assert (await engine.character("hero")).phase == "done"  # the actor kept running
+
+
+async def test_a_crashed_character_is_restarted_with_its_stored_state(
+    engine: Engine, node: Node
+) -> None:
     start = blocks.state_of({"a": "b", "b": "table"})
     await engine.start_character("stacker", "blocks", start)
     done = await engine.achieve("stacker", [("pos", "b", "a")])
@@ -255,7 +288,11 @@ async def test_a_crashed_character_is_restarted(engine: Engine, node: Node) -> N
 
     await eventually(back)
     status = await engine.character("stacker")
-    assert status.phase == "idle"
-    assert status.state["pos"] == {"a": "b", "b": "table"}
-    again = await engine.achieve("stacker", [("pos", "b", "a")])
-    assert again.state["pos"]["b"] == "a"
+    assert status.phase == "done"
+    assert status.state == done.state
+    assert status.executed == done.executed
+    assert status.todo == [["pos", "b", "a"]]
+    assert status.trace == done.trace
+    again = await engine.achieve("stacker", [("pos", "a", "b")])
+    assert again.state["pos"] == {"a": "b", "b": "table"}
+    assert again.trace not in (None, done.trace)  # the run count survived too
