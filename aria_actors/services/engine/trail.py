@@ -11,7 +11,9 @@ plain ``dict`` values: the fastest reads CPython has).
 
 Actions get a :class:`ActionView` of the working state: a :class:`~.state.State` whose
 dict-valued variables are :class:`DictView` wrappers that log every write. Methods get
-the working state itself (as GTPyhop gives methods the state itself).
+the working state itself (as GTPyhop gives methods the state itself). Methods must not
+change the state (GTPyhop's rule too): a change a method makes is not logged, so
+backtracking cannot undo it.
 
 Which states qualify (:func:`working_copy`): every variable is an atomic value (str, int,
 float, bool, None, bytes, complex; tuples and frozensets of those) or a ``dict`` whose
