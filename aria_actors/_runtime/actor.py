@@ -45,8 +45,9 @@ Blocking or CPU-heavy work never runs on the event loop: use
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgspec
@@ -317,6 +318,27 @@ class Actor:
             proc.timers = set()
         proc.timers.add(timer)
         return timer
+
+    def start_task(
+        self, coroutine: Coroutine[Any, Any, T], *, name: str | None = None
+    ) -> asyncio.Task[T]:
+        """Run ``coroutine`` as a task this actor owns, beside its handlers.
+
+        The task lives no longer than the actor: it is cancelled when the actor exits,
+        however it exits (a stop, a crash, a supervisor's or the node's shutdown,
+        ``brutal_kill``, a link), after ``terminate`` when that runs (which may still
+        await it). An exception escaping the task crashes the actor as one escaping a
+        handler does: after the handler in progress, ``terminate`` runs with the error
+        and the supervisor sees a crash. The task runs in a copy of the actor's context
+        (its logger fields, the ambient node; context variables it sets stay its own). A
+        task created with ``asyncio`` directly is not the actor's: it outlives a killed
+        actor.
+
+        Raises:
+            ActorExited: the actor is exiting or has exited (``coroutine`` is closed
+                without running).
+        """
+        return self._proc.start_task(coroutine, name)
 
     # -- replies and stopping ---------------------------------------------------------------
 

@@ -31,7 +31,8 @@ class ActorInfo(msgspec.Struct, frozen=True):
     turn), ``running`` (an async handler is in progress), ``starting``, ``exiting``
     or ``dead``. ``links``/``monitors``/``watchers``: the actors it is linked with,
     monitors it holds, and actors monitoring it. ``child_id`` and ``restarts``: its
-    id in its supervisor and how often that supervisor restarted it.
+    id in its supervisor and how often that supervisor restarted it. ``timers`` and
+    ``tasks``: its pending ``send_after`` timers and running ``start_task`` tasks.
     """
 
     id: int
@@ -52,6 +53,7 @@ class ActorInfo(msgspec.Struct, frozen=True):
     timers: int
     traced: bool
     exit_reason: ExitReason | None
+    tasks: int = 0
 
 
 class ProcessRow(msgspec.Struct, frozen=True):
@@ -131,6 +133,7 @@ def actor_info(proc: Process) -> ActorInfo:
         timers=len(proc.timers or ()),
         traced=proc.tracer is not None,
         exit_reason=proc.exit_reason,
+        tasks=len(proc.tasks or ()),
     )
 
 

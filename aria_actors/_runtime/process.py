@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .errors import ActorExited, NoProcess, UnhandledMessage
 from .mailbox import Mailbox
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from .actor import Actor, DeferredReply, HandlerEntry, TimerRef
     from .node import Node
     from .specs import Shutdown
+
+T = TypeVar("T")
 
 STARTING: Final = 0
 RUNNING: Final = 1
@@ -64,6 +66,7 @@ class Process(Mailbox):
         "shutdown",
         "stop_reason",
         "task",
+        "tasks",
         "timers",
         "tracer",
         "trap_exits",
@@ -97,6 +100,7 @@ class Process(Mailbox):
         self.trap_exits = False
         self.parent = parent
         self.timers: set[TimerRef] | None = None
+        self.tasks: set[asyncio.Task[Any]] | None = None  # Actor.start_task's
         self.deferred: set[DeferredReply] | None = None
         self.current: object = None
         self.stop_reason: ExitReason | None = None
@@ -453,6 +457,11 @@ class Process(Mailbox):
             self.timers = None
             for timer in timers:
                 timer.cancel()
+        if self.tasks:
+            tasks = self.tasks
+            self.tasks = None
+            for owned in tasks:
+                owned.cancel()  # the running one too (it killed its actor): at its next await
         node._forget(self)
         if self.monitors:
             for monitor in self.monitors:
@@ -476,6 +485,30 @@ class Process(Mailbox):
         if self.exit_future is not None and not self.exit_future.done():
             self.exit_future.set_result(reason)
         self.actor = None
+
+    def start_task(self, coroutine: Coroutine[Any, Any, T], name: str | None) -> asyncio.Task[T]:
+        """Run ``coroutine`` as a task this actor owns (see ``Actor.start_task``)."""
+        if self.state >= EXITING:
+            coroutine.close()
+            raise ActorExited(self.ref, self.exit_reason or self.stop_reason or KILLED)
+        # A copy: the task runs beside the handlers, so context variables it sets (a
+        # database transaction in progress, say) must not leak into theirs.
+        task = self.loop.create_task(coroutine, name=name, context=self.context.copy())
+        if self.tasks is None:
+            self.tasks = set()
+        self.tasks.add(task)
+        task.add_done_callback(self.task_done)
+        return task
+
+    def task_done(self, task: asyncio.Task[Any]) -> None:
+        """An owned task ended: forget it; an exception it raised crashes the actor."""
+        if self.tasks is not None:
+            self.tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved in every case: never "never retrieved"
+        if error is not None and self.state < EXITING:
+            self.request_stop(ExitReason.from_exception(error, detail=f"in task {task.get_name()}"))
 
     def exit_signal(self, sender: Process, reason: ExitReason) -> None:
         """A linked actor exited with ``reason`` (see the actor module for the rules)."""

@@ -167,6 +167,7 @@ class Renderer:
             ("monitors", ", ".join(info.monitors) or "-"),
             ("monitored by", ", ".join(info.watchers) or "-"),
             ("timers", info.timers),
+            ("tasks", info.tasks),
             ("traced", info.traced),
         ]
         if info.exit_reason is not None:
