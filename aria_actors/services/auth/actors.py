@@ -125,7 +125,7 @@ class AuthActor(Actor):
                 return
             reply.reply(result)
 
-        task = asyncio.get_running_loop().create_task(run())
+        task = self.start_task(run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

@@ -166,7 +166,7 @@ class PlannerPoolActor(Actor):
             return
         self.waiting += 1  # here, not in the task: the next request must see it
         self._gauges()
-        task = asyncio.get_running_loop().create_task(self._search(job, reply))
+        task = self.start_task(self._search(job, reply))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

@@ -44,8 +44,10 @@ later write that fails is logged and counted (``aria_engine_character_save_error
 and the run goes on (every write is the whole row, so the next one catches up); if the
 final write fails, the call fails with that error although the run ended. Each actor
 instance claims the row when it starts (an ``owner`` token) and writes only while it
-owns it, so a run that outlived its killed actor (``terminate`` never ran to cancel it)
-cannot overwrite what the restarted actor wrote; it stops at its next step.
+owns it, so a stale writer (another node running the same character, a write of a
+killed actor's run still in flight) cannot overwrite what the restarted actor wrote. A
+run is a task the actor owns (``start_task``): it is cancelled when the actor exits,
+however it exits.
 
 Every request is one trace of spans (see :mod:`.spans`: ``acting`` → ``plan`` /
 ``replan`` → predicted ``action`` spans and executed ``command`` spans; no search spans,
@@ -199,6 +201,7 @@ class CharacterActor(Actor):
         self.character = character
         self.store = CharacterStore(Data(self.node).database())
         self.unusable: CorruptCharacter | None = None
+        self.terminating = False
         self.task: asyncio.Task[None] | None = None
         self.spans = MemorySpanSink(SPAN_CAPACITY)
         self.owner = f"{self.node.name}/{uuid.uuid4().hex}"
@@ -240,6 +243,7 @@ class CharacterActor(Actor):
         task = self.task
         if task is None:
             return
+        self.terminating = True  # exiting, not yet exited: the last save may still run
         task.cancel()
         await asyncio.wait({task})
         self.phase = "failed"
@@ -265,17 +269,16 @@ class CharacterActor(Actor):
         )
 
     async def _save(self) -> None:
-        """Write the whole character over its row (errors propagate)."""
-        await self.store.save(self._record(), self.owner)
-
-    def _check_alive(self) -> None:
-        """Stop a run that outlived its actor (killed: ``terminate`` did not cancel it).
+        """Write the whole character over its row (errors propagate).
 
         Raises:
-            asyncio.CancelledError: the actor has exited.
+            asyncio.CancelledError: the actor is exiting, outside ``terminate`` (a run
+                killed along with its actor writes nothing more, even before its
+                cancellation arrives).
         """
-        if not self.ref.is_alive():
+        if not self.ref.is_alive() and not self.terminating:
             raise asyncio.CancelledError(f"{self.ref!r} has exited")
+        await self.store.save(self._record(), self.owner)
 
     async def _save_quietly(self) -> AriaError | None:
         """Write the character; a failure is logged, counted and returned, not raised."""
@@ -342,7 +345,7 @@ class CharacterActor(Actor):
         self.error = None
         self.phase = "planning"
         self.trace = f"character.{self.character}.{self.runs}"
-        self.task = asyncio.get_running_loop().create_task(self._run(message, todo, reply))
+        self.task = self.start_task(self._run(message, todo, reply), name=f"run {self.trace}")
 
     async def _run(self, message: Achieve, todo: list[Any], reply: DeferredReply) -> None:
         try:
@@ -383,7 +386,6 @@ class CharacterActor(Actor):
 
         async def plan(state: State, todo: Sequence[Any]) -> Plan:
             nonlocal plans
-            self._check_alive()
             self.replans = plans
             if plans:
                 self.metrics.replans.inc()
@@ -452,7 +454,6 @@ class CharacterActor(Actor):
         except Exception:
             self.metrics.commands.labels(outcome="failed").inc()
             raise
-        self._check_alive()
         if isinstance(observed, State):
             self.metrics.commands.labels(outcome="ok").inc()
             self.state = observed

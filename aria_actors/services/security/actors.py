@@ -155,9 +155,7 @@ class SecretsActor(Actor):
     ) -> None:
         """Answer the current call from a task: audit, then reply or fail."""
         reply = self.defer_reply()
-        task = asyncio.get_running_loop().create_task(
-            self.run(reply, caller or "unknown", op, path, work, version, after)
-        )
+        task = self.start_task(self.run(reply, caller or "unknown", op, path, work, version, after))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -381,7 +379,7 @@ class SecretsActor(Actor):
         self.background(probe_then_schedule())
 
     def background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
+        task = self.start_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

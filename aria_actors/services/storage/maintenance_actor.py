@@ -97,7 +97,7 @@ class MaintenanceActor(RequestActor):
                 self.metrics.operations.labels(op=op, outcome="error").inc()
                 self.log.warning(f"{op}_failed", error=str(exc))
 
-        task = asyncio.get_running_loop().create_task(run())
+        task = self.start_task(run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

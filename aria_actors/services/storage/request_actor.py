@@ -52,7 +52,7 @@ class RequestActor(Actor):
                 metrics.operations.labels(op=op, outcome="ok").inc()
             reply.reply(result)
 
-        task = asyncio.get_running_loop().create_task(run())
+        task = self.start_task(run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
