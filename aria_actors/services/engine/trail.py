@@ -35,11 +35,9 @@ import copy as _copy
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
-from .state import _NO_SNAPSHOT, State
+from .state import _ATOMIC, _NO_SNAPSHOT, State
 
 __all__ = ["ActionView", "DictView", "TrailUnsuitable", "undo", "working_copy"]
-
-_ATOMIC: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes, complex})
 
 # Trail entries: (_SET, d, key, old) puts an old value back; (_NEW, d, key, None) pops
 # a key that did not exist; (_RESTORE, d, saved, None) refills d from a saved copy.
