@@ -35,9 +35,9 @@ import copy as _copy
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
-from .state import _ATOMIC, _NO_SNAPSHOT, State
+from .state import _ATOMIC, _NO_SNAPSHOT, State, _private_copy, _restore_state
 
-__all__ = ["ActionView", "DictView", "TrailUnsuitable", "undo", "working_copy"]
+__all__ = ["ActionView", "DictView", "TrailUnsuitable", "WorkingState", "undo", "working_copy"]
 
 # Trail entries: (_SET, d, key, old) puts an old value back; (_NEW, d, key, None) pops
 # a key that did not exist; (_RESTORE, d, saved, None) refills d from a saved copy.
@@ -64,10 +64,34 @@ def _is_flat_dict(value: Any) -> bool:
     return isinstance(value, dict) and all(_is_atomic(v) for v in value.values())
 
 
+class WorkingState(State):
+    """The working state of an undo-logged search: a plain state that copying leaves alone.
+
+    A method may copy the state it is given (to look ahead, say): the copy is a plain
+    :class:`~.state.State` of its own, copied eagerly (O(state size)), and the working
+    state stays as it is — a plain state's ``copy()`` would turn it into a lazily copying
+    one, whose variables the undo log no longer sees.
+    """
+
+    __slots__ = ()
+
+    def copy(self, new_name: str | None = None) -> State:
+        own = self.__dict__
+        the_copy = State(new_name if new_name else f"{own['__name__']}_copy")
+        for var, value in own.items():
+            if var != "__name__":
+                the_copy.__dict__[var] = _private_copy(value)
+        return the_copy
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        own = {k: v for k, v in self.__dict__.items() if k != "__name__"}
+        return (_restore_state, (State, self.__dict__["__name__"], own))
+
+
 def working_copy(state: State) -> State | None:
     """A plain private copy of ``state`` for an undo-logged search, or None if it does not
     qualify (see the module's text). Costs O(state size), once per search."""
-    live = State.__new__(State)
+    live = WorkingState.__new__(WorkingState)
     object.__setattr__(live, "_shared", _NO_SNAPSHOT)
     own = live.__dict__
     own["__name__"] = state.__dict__["__name__"]

@@ -279,3 +279,31 @@ def test_actions_may_use_the_triple_interface() -> None:
             ("colour", "door", "blue"),
             ("painted", "door", True),
         ]
+
+
+def test_methods_may_copy_the_working_state_to_look_ahead() -> None:
+    domain = Domain("lookahead")
+
+    def move(state: State, to: str) -> State | bool:
+        if state.at["me"] == to or state.fuel["car"] < 1:
+            return False
+        state.at["me"] = to
+        state.fuel["car"] -= 1
+        return state
+
+    domain.declare_actions(move)
+
+    def m_look(state: State, to: str) -> list[Any] | bool:
+        trial = state.copy()  # a method simulating the move on a copy
+        trial.at["me"] = to
+        return [("move", to)] if trial.at["me"] != state.at["me"] else False
+
+    domain.declare_task_methods("go", m_look)
+    start = State("s", at={"me": "home"}, fuel={"car": 3})
+    todo = [("go", "park"), ("go", "shop"), ("go", "home")]
+    logged = Planner(domain).find_plan(start, todo)
+    copied = Planner(domain, undo_log=False).find_plan(start, todo)
+    assert logged.as_list() == copied.as_list() == [("move", t[1]) for t in todo]
+    assert logged.final_state.at == copied.final_state.at == {"me": "home"}
+    assert logged.final_state.fuel == copied.final_state.fuel == {"car": 0}
+    assert type(logged.final_state.copy()) is State
