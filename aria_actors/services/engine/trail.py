@@ -13,7 +13,9 @@ Actions get a :class:`ActionView` of the working state: a :class:`~.state.State`
 dict-valued variables are :class:`DictView` wrappers that log every write. Methods get
 the working state itself (as GTPyhop gives methods the state itself). Methods must not
 change the state (GTPyhop's rule too): a change a method makes is not logged, so
-backtracking cannot undo it.
+backtracking cannot undo it. Nor should a refinement carry the state or one of its
+variables as an argument: it would see later actions' changes (take a ``copy()``:
+copying the working state is always allowed, see :class:`WorkingState`).
 
 Which states qualify (:func:`working_copy`): every variable is an atomic value (str, int,
 float, bool, None, bytes, complex; tuples and frozensets of those) or a ``dict`` whose
