@@ -54,7 +54,7 @@ Spans (one trace per run, see :mod:`.spans`): ``acting`` (root) → ``plan`` / `
 per command executed (outcome ``ok``/``failed``/``timeout``/``cancelled``); ``event``
 spans (under the root) record each applicability check after an event or deviation.
 
-The plan's actions appear exactly once, in one of two ways:
+The plan's actions appear exactly once, in one of three ways:
 
 - **Searched here, traced** (a :class:`Planner` whose search reported its steps to
   the :class:`~.spans.PlannerSpanTracer` acting gives it, ``tracer.started > 0``): the
@@ -63,10 +63,14 @@ The plan's actions appear exactly once, in one of two ways:
   subtree, in id order; everything the search abandoned ends ``failed`` (attribute
   ``failure``). No predicted action spans are recorded: they would duplicate the
   search's.
-- **Planned elsewhere** (a ``plan`` function, whose search runs in another actor or
-  process), or by a search that reported no steps: one predicted ``action`` span per
-  planned action, directly under the plan span, with its ``step`` and ``predicted``
-  effects (see :func:`~.spans.record_plan`).
+- **Searched elsewhere, logged** (a ``plan`` function returning a :class:`Plan` whose
+  ``search`` holds a :class:`~.spans.SearchLog`'s events, as the service's planner pool
+  does on request): the same search spans, replayed from the log with the times the
+  search recorded (:func:`~.spans.replay_search`).
+- **Planned elsewhere, not logged** (or a log that does not replay, which the plan
+  span's ``search_log`` attribute says), or by a search that reported no steps: one
+  predicted ``action`` span per planned action, directly under the plan span, with its
+  ``step`` and ``predicted`` effects (see :func:`~.spans.record_plan`).
 
 Span capacity: the run's recorder keeps the newest ``span_capacity`` spans
 (:data:`~.spans.DEFAULT_SPAN_CAPACITY` by default; a big plan's search alone can exceed
@@ -99,6 +103,7 @@ from .spans import (
     SpanRecorder,
     outcome_of,
     record_plan,
+    replay_search,
 )
 from .state import State
 
@@ -471,12 +476,27 @@ class Acting:
             span.end(outcome_of(e), error=f"{type(e).__name__}: {e}")
             raise
         span.set(actions=len(plan.actions), expansions=plan.expansions, cost=plan.cost)
+        if tracer is None and plan.search is not None:
+            tracer = self._replay_search(plan.search, span)
         if tracer is None or tracer.started == 0:
             # Planned elsewhere, or by a strategy that reports no steps: the predicted
             # action spans are the only record of the plan. Otherwise the search's own
             # action spans are (see the module docstring).
             record_plan(self.spans, span, plan.actions, state, self.domain.actions)
         return plan, span
+
+    def _replay_search(self, events: Sequence[Any], span: OpenSpan) -> PlannerSpanTracer | None:
+        """The spans of a search that ran elsewhere and was logged, under ``span``; None
+        (and nothing recorded) when the log is malformed (``span`` says so)."""
+        tracer = PlannerSpanTracer(self.spans, span)
+        try:
+            replay_search(events, tracer)
+        except ValueError as e:
+            tracer.abandon()
+            tracer.on_end(False)
+            span.set(search_log=f"not replayed: {e}")
+            return None
+        return tracer
 
     def _still_applicable(
         self,

@@ -95,6 +95,7 @@ def make_job(settings: EngineSettings, domains: dict[str, Domain], request: Plan
         timeout=min(timeout, request.timeout) if request.timeout is not None else timeout,
         verify_goals=request.verify_goals,
         cost_bound=request.cost_bound,
+        trace=request.trace,
     )
 
 
@@ -239,6 +240,7 @@ class PlannerPoolActor(Actor):
                 expansions=outcome.expansions,
                 optimal=outcome.optimal,
                 final_state=outcome.final_state,
+                search=outcome.search,
             )
         )
 

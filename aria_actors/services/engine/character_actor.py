@@ -50,9 +50,11 @@ run is a task the actor owns (``start_task``): it is cancelled when the actor ex
 however it exits.
 
 Every request is one trace of spans (see :mod:`.spans`: ``acting`` → ``plan`` /
-``replan`` → predicted ``action`` spans and executed ``command`` spans; no search spans,
-the search runs in the pool). Each character keeps the newest :data:`SPAN_CAPACITY`
-spans in memory (never stored: a restarted actor has none). A
+``replan`` → the search's ``task``, ``method`` and ``action`` spans — the pool logs the
+search and the spans are replayed here from its log — and executed ``command`` spans).
+Each character keeps the newest :data:`SPAN_CAPACITY` spans in memory (never stored in
+aria_data: a restarted actor has none) and hands every span to the service's export as
+well (:mod:`.span_log`, JSON lines). A
 :class:`~.messages.CharacterStatus` carries the last request's trace id, and its spans
 only when :class:`~.messages.GetCharacter` or :class:`~.messages.Achieve` asked for
 them (``spans=True``): the newest ``max_spans`` (at most
@@ -98,7 +100,8 @@ from .messages import (
 from .metrics import EngineMetrics
 from .planner import Plan
 from .settings import SERVICE, load_settings
-from .spans import MemorySpanSink, SpanRecorder
+from .span_log import span_log_sink
+from .spans import MemorySpanSink, SpanRecorder, SpanSink, TeeSpanSink
 from .state import State
 from .wire import (
     BadRequest,
@@ -249,6 +252,11 @@ class CharacterActor(Actor):
         self.phase = "failed"
         self.error = INTERRUPTED
         await self._save_quietly()
+
+    def _span_sink(self) -> SpanSink:
+        """The character's memory of spans, and the service's export when it is on."""
+        export = span_log_sink(self.node)
+        return self.spans if export is None else TeeSpanSink(self.spans, export)
 
     # -- storage -----------------------------------------------------------------------------
 
@@ -405,7 +413,7 @@ class CharacterActor(Actor):
             plan=plan,
             max_replans=self.settings.act_max_replans,
             command_timeout=None,  # commands run on this loop: a timeout cannot stop them
-            spans=SpanRecorder(self.trace, self.spans, keep=SPAN_CAPACITY),
+            spans=SpanRecorder(self.trace, self._span_sink(), keep=SPAN_CAPACITY),
         )
         try:
             result = await acting.run()
@@ -434,6 +442,7 @@ class CharacterActor(Actor):
             strategy=message.strategy,
             max_expansions=message.max_expansions,
             timeout=message.timeout,
+            trace=True,  # the search's spans come back with the plan
         )
         timeout = (message.timeout or self.settings.timeout) + CALL_MARGIN
         result: PlanResult = await planner.call(request, timeout=timeout)
@@ -443,6 +452,7 @@ class CharacterActor(Actor):
             expansions=result.expansions,
             final_state=state_from_data(result.final_state, self.character),
             optimal=result.optimal,
+            search=result.search,
         )
 
     async def _command(self, command: str, args: tuple[Any, ...], state: State) -> State | bool:

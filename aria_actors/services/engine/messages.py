@@ -61,7 +61,10 @@ class PlanRequest(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     """Find a plan for ``todo`` from ``state`` in ``domain``.
 
     ``strategy`` ``None``: the service's default. ``max_expansions`` and ``timeout``
-    (seconds of search) default to the service's and are capped by them.
+    (seconds of search) default to the service's and are capped by them. ``trace``: log
+    the search (every task, method choice and action tried) and send the log back in
+    :attr:`PlanResult.search` (the search takes longer; a log of more than
+    :data:`~.pool.SEARCH_EVENTS` events is not sent).
     """
 
     domain: str
@@ -72,10 +75,13 @@ class PlanRequest(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     timeout: float | None = None
     verify_goals: bool = True
     cost_bound: float | None = None
+    trace: bool = False
 
 
 class PlanResult(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    """A plan: its actions ``(name, *args)``, cost, statistics and predicted final state."""
+    """A plan: its actions ``(name, *args)``, cost, statistics and predicted final state;
+    ``search``: the search's log (:data:`~.planner_spans.SearchEvent` lists) when the
+    request asked for ``trace`` and the log was not too long, else None."""
 
     domain: str
     strategy: str
@@ -84,6 +90,7 @@ class PlanResult(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     expansions: int
     optimal: bool
     final_state: dict[str, Any]
+    search: list[list[Any]] | None = None
 
 
 class PoolStatus(msgspec.Struct, frozen=True, tag=True):

@@ -124,6 +124,9 @@ class Plan:
     ``optimal`` is True when the strategy proved no cheaper plan exists (a completed
     ``branch_and_bound`` or ``best_first``); the first-found strategies leave it False.
     ``final_state`` is the state the planner predicted after the last action.
+    ``search``: how the search went, as :class:`~.planner_spans.SearchLog` events, when
+    it ran elsewhere and was logged (see :class:`~.acting.Acting`, which turns them into
+    the plan's spans); ``None`` otherwise.
     """
 
     actions: tuple[tuple[Any, ...], ...]
@@ -131,6 +134,7 @@ class Plan:
     expansions: int
     final_state: State = field(repr=False, compare=False)
     optimal: bool = False
+    search: Sequence[Any] | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return iter(self.actions)

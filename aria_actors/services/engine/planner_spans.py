@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -12,7 +13,16 @@ from .span_model import PlannerFailure, Span, SpanKind, SpanOutcome
 from .span_recorder import OpenSpan, SpanRecorder
 from .state import State
 
-__all__ = ["PlannerSpanTracer", "SearchTracer", "predicted_effects", "record_plan"]
+__all__ = [
+    "PlannerSpanTracer",
+    "SearchEvent",
+    "SearchLog",
+    "SearchTracer",
+    "item_name",
+    "predicted_effects",
+    "record_plan",
+    "replay_search",
+]
 
 
 def predicted_effects(before: State, after: State) -> str:
@@ -167,23 +177,32 @@ class PlannerSpanTracer:
         return span
 
     def on_item(self, item: Any, kind: str, parent: int | None) -> int:
-        name = str(item[0]) if isinstance(item, tuple | list) and item else type(item).__name__
-        return self._start(name, "task", parent, item=repr(item), item_kind=kind).id
+        return self.item(item_name(item), repr(item), kind, parent)
 
     def on_method(self, item_token: int, method: str, subitems: Sequence[Any] | None) -> int:
+        return self.method(item_token, method, None if subitems is None else len(subitems))
+
+    def on_action(self, item: Any, parent: int | None, applied: bool) -> None:
+        self.action(str(item[0]), repr(tuple(item[1:])), parent, applied)
+
+    # The same three, from what a span shows of them (replay_search uses these).
+
+    def item(self, name: str, described: str, kind: str, parent: int | None) -> int:
+        """:meth:`on_item` for an item known by its name and repr."""
+        return self._start(name, "task", parent, item=described, item_kind=kind).id
+
+    def method(self, item_token: int, method: str, subitems: int | None) -> int:
+        """:meth:`on_method` for a refinement known by its length (``None``: inapplicable)."""
         span = self._start(
-            method,
-            "method",
-            item_token,
-            applicable=subitems is not None,
-            subitems=len(subitems) if subitems is not None else None,
+            method, "method", item_token, applicable=subitems is not None, subitems=subitems
         )
         if subitems is None:
             self._failures[span.id] = "inapplicable"
         return span.id
 
-    def on_action(self, item: Any, parent: int | None, applied: bool) -> None:
-        span = self._start(str(item[0]), "action", parent, args=repr(tuple(item[1:])))
+    def action(self, name: str, args: str, parent: int | None, applied: bool) -> None:
+        """:meth:`on_action` for an action known by its name and the repr of its args."""
+        span = self._start(name, "action", parent, args=args)
         if not applied:
             self._failures[span.id] = "inapplicable"
 
@@ -232,3 +251,129 @@ class PlannerSpanTracer:
                 span.end("ok")
             else:
                 span.end("failed", failure=failure)
+
+
+def item_name(item: Any) -> str:
+    """The span name of a to-do item: a task's or goal's name, else its type's."""
+    return str(item[0]) if isinstance(item, tuple | list) and item else type(item).__name__
+
+
+SearchEvent = list[Any]
+"""One call a search made to its tracer, as data (JSON- and pickle-able), its time last:
+``["item", token, parent, name, repr, kind, t]``, ``["method", token, item_token, name,
+subitems or None, t]``, ``["action", parent, name, repr of args, applied, t]``,
+``["backtrack", method_token, t]``, ``["end", found, t]``."""
+
+
+class SearchLog:
+    """A :class:`SearchTracer` writing the search down as :data:`SearchEvent` lists, to
+    be shipped to where the spans are recorded (a search in a worker process) and turned
+    into spans there by :func:`replay_search`.
+
+    At most ``limit`` events are kept: past that the log is ``truncated`` and
+    :attr:`events` is None (a cut log would tell untrue outcomes), ``seen`` still counts.
+    """
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.time) -> None:
+        self.limit = limit
+        self.clock = clock
+        self.seen = 0
+        self._events: list[SearchEvent] | None = []
+        self._tokens = 0
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the search made more than ``limit`` calls."""
+        return self._events is None
+
+    @property
+    def events(self) -> list[SearchEvent] | None:
+        """The events in order, or None when truncated."""
+        return self._events
+
+    def _add(self, event: SearchEvent) -> None:
+        self.seen += 1
+        events = self._events
+        if events is None:
+            return
+        if len(events) >= self.limit:
+            self._events = None
+            return
+        event.append(self.clock())
+        events.append(event)
+
+    def _token(self) -> int:
+        self._tokens += 1
+        return self._tokens
+
+    def on_item(self, item: Any, kind: str, parent: int | None) -> int:
+        token = self._token()
+        self._add(["item", token, parent, item_name(item), repr(item), kind])
+        return token
+
+    def on_method(self, item_token: int, method: str, subitems: Sequence[Any] | None) -> int:
+        token = self._token()
+        count = None if subitems is None else len(subitems)
+        self._add(["method", token, item_token, method, count])
+        return token
+
+    def on_action(self, item: Any, parent: int | None, applied: bool) -> None:
+        self._add(["action", parent, str(item[0]), repr(tuple(item[1:])), applied])
+
+    def on_backtrack(self, method_token: int) -> None:
+        self._add(["backtrack", method_token])
+
+    def on_end(self, found: bool) -> None:
+        self._add(["end", found])
+
+
+def replay_search(events: Sequence[SearchEvent], tracer: PlannerSpanTracer) -> None:
+    """Turn a :class:`SearchLog`'s events into spans through ``tracer`` (under its
+    parent), with the times the search recorded: the same spans, outcomes and tree the
+    tracer would have made watching the search itself.
+
+    Raises:
+        ValueError: an event is malformed or refers to a token never given (the spans
+            replayed before it stay open until the tracer's ``on_end``).
+    """
+    recorder = tracer.recorder
+    saved = recorder.clock
+    clock = [0.0]
+    recorder.clock = lambda: clock[0]
+    tokens: dict[int, int] = {}
+    try:
+        for event in events:
+            try:
+                _replay(event, tracer, tokens, clock)
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ValueError(f"malformed search event {event!r:.120}: {exc!r}") from exc
+    finally:
+        recorder.clock = saved
+
+
+def _replay(
+    event: SearchEvent, tracer: PlannerSpanTracer, tokens: dict[int, int], clock: list[float]
+) -> None:
+    kind, *fields, at = event
+    clock[0] = float(at)
+    if kind == "item":
+        token, parent, name, described, item_kind = fields
+        parent_id = None if parent is None else tokens[parent]
+        tokens[token] = tracer.item(str(name), str(described), str(item_kind), parent_id)
+    elif kind == "method":
+        token, item_token, name, count = fields
+        if count is not None and not isinstance(count, int):
+            raise TypeError(f"subitems is a {type(count).__name__}")
+        tokens[token] = tracer.method(tokens[item_token], str(name), count)
+    elif kind == "action":
+        parent, name, args, applied = fields
+        parent_id = None if parent is None else tokens[parent]
+        tracer.action(str(name), str(args), parent_id, bool(applied))
+    elif kind == "backtrack":
+        (method_token,) = fields
+        tracer.on_backtrack(tokens[method_token])
+    elif kind == "end":
+        (found,) = fields
+        tracer.on_end(bool(found))
+    else:
+        raise ValueError(f"unknown kind {kind!r}")

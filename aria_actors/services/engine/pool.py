@@ -22,7 +22,7 @@ import multiprocessing
 from collections.abc import Mapping, MutableSequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from .domain import Domain
 from .errors import (
@@ -36,6 +36,7 @@ from .errors import (
     UnknownTodoItem,
 )
 from .planner import CancelToken, Planner, Strategy
+from .planner_spans import SearchLog
 from .registry import DomainSource, load_domains
 from .settings import PoolKind
 from .state import missing_variable_message
@@ -56,6 +57,11 @@ class PlanJob:
     timeout: float
     verify_goals: bool
     cost_bound: float | None
+    trace: bool = False
+
+
+SEARCH_EVENTS: Final = 20_000
+"""The most search events a traced job ships back (a longer log is dropped whole)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class Outcome:
     cost: float = 0.0
     optimal: bool = False
     final_state: dict[str, Any] | None = None
+    search: list[list[Any]] | None = None
 
 
 _ERRORS: dict[str, type[EngineError]] = {
@@ -127,7 +134,8 @@ def run_job(
             verify_goals=job.verify_goals,
             cost_bound=job.cost_bound,
         )
-        plan = planner.find_plan(state, todo, cancel=_SlotToken(flags, slot))
+        log = SearchLog(SEARCH_EVENTS) if job.trace else None
+        plan = planner.find_plan(state, todo, cancel=_SlotToken(flags, slot), tracer=log)
         final = state_to_data(plan.final_state)
     except (PlanningFailed, BudgetExceeded, Cancelled) as exc:
         return Outcome(type(exc).__name__, str(exc), exc.expansions)
@@ -152,6 +160,7 @@ def run_job(
         cost=plan.cost,
         optimal=plan.optimal,
         final_state=final,
+        search=None if log is None else log.events,
     )
 
 

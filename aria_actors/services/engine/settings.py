@@ -14,6 +14,10 @@
     gtpyhop_modules = []               # unmodified GTPyhop domain modules (dotted names
                                        #   or paths), run through compat.load_gtpyhop_module
     act_max_replans = 5                # a character replans at most this often per request
+    span_log = "spans/engine.jsonl"    # where the characters' spans are exported as JSON
+                                       #   lines (relative: under the node's state
+                                       #   directory; "" turns the export off)
+    span_log_max_bytes = 67108864      # the file is rotated to <name>.1 past this size
 
 Why a process pool by default: planning is pure-Python and CPU-bound, so threads
 share one GIL; worker processes search in parallel and leave the node's event loop
@@ -52,6 +56,8 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     modules: list[str] = msgspec.field(default_factory=list)
     gtpyhop_modules: list[str] = msgspec.field(default_factory=list)
     act_max_replans: int = 5
+    span_log: str = "spans/engine.jsonl"
+    span_log_max_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not 1 <= self.pool_size <= 256:
@@ -66,6 +72,8 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             raise ValueError("timeout must be positive")
         if self.act_max_replans < 0:
             raise ValueError("act_max_replans must be 0 or more")
+        if self.span_log_max_bytes < 4096:
+            raise ValueError("span_log_max_bytes must be at least 4096")
 
 
 def load_settings(raw: Mapping[str, Any]) -> EngineSettings:

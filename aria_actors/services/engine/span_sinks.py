@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,14 @@ import msgspec
 
 from .span_model import DEFAULT_SPAN_CAPACITY, Span
 
-__all__ = ["JsonLinesSpanSink", "MemorySpanSink", "SinkStatistics", "SpanSink", "read_spans"]
+__all__ = [
+    "JsonLinesSpanSink",
+    "MemorySpanSink",
+    "SinkStatistics",
+    "SpanSink",
+    "TeeSpanSink",
+    "read_spans",
+]
 
 
 class SpanSink(Protocol):
@@ -99,13 +107,22 @@ class JsonLinesSpanSink:
 
     :meth:`aclose` writes what is buffered and stops the writer. A write error
     (``OSError``) stops the writer; :meth:`aclose` re-raises it.
+
+    With ``max_bytes``, the file is rotated before a write would take it past that size:
+    it is renamed ``<name>.1`` (replacing the previous one) and a new file is started,
+    so the two hold at most about ``2 * max_bytes``; lines are never split.
     """
 
-    def __init__(self, path: str | Path, capacity: int = 4096) -> None:
+    def __init__(
+        self, path: str | Path, capacity: int = 4096, max_bytes: int | None = None
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1 (or None)")
         self.path = Path(path)
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._buffer: collections.deque[Span] = collections.deque()
         self._lock = threading.Lock()
         self._emitted = 0
@@ -176,7 +193,7 @@ class JsonLinesSpanSink:
             self._buffer.clear()
         if batch:
             data = b"".join(msgspec.json.encode(s) + b"\n" for s in batch)
-            await asyncio.to_thread(_append, self.path, data)
+            await asyncio.to_thread(_append, self.path, data, self.max_bytes)
             self._written += len(batch)
 
     async def aclose(self) -> None:
@@ -202,9 +219,28 @@ class JsonLinesSpanSink:
         return self._written
 
 
-def _append(path: Path, data: bytes) -> None:
+def _append(path: Path, data: bytes, max_bytes: int | None) -> None:
+    if max_bytes is not None:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size and size + len(data) > max_bytes:
+            os.replace(path, path.with_name(path.name + ".1"))
     with path.open("ab") as f:
         f.write(data)
+
+
+class TeeSpanSink:
+    """Hands every span to each of ``sinks``, in order (statistics are the sinks' own)."""
+
+    def __init__(self, *sinks: SpanSink) -> None:
+        self.sinks = sinks
+
+    def emit(self, span: Span) -> None:
+        """Emit ``span`` to every sink."""
+        for sink in self.sinks:
+            sink.emit(span)
 
 
 def read_spans(path: str | Path) -> list[Span]:

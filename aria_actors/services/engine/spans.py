@@ -38,7 +38,15 @@ ends ``failed`` with a ``failure`` attribute saying why (:data:`PlannerFailure`)
 
 from __future__ import annotations
 
-from .planner_spans import PlannerSpanTracer, SearchTracer, predicted_effects, record_plan
+from .planner_spans import (
+    PlannerSpanTracer,
+    SearchEvent,
+    SearchLog,
+    SearchTracer,
+    predicted_effects,
+    record_plan,
+    replay_search,
+)
 from .span_model import (
     DEFAULT_SPAN_CAPACITY,
     AttributeValue,
@@ -49,7 +57,14 @@ from .span_model import (
     outcome_of,
 )
 from .span_recorder import OpenSpan, SpanRecorder, check_tree
-from .span_sinks import JsonLinesSpanSink, MemorySpanSink, SinkStatistics, SpanSink, read_spans
+from .span_sinks import (
+    JsonLinesSpanSink,
+    MemorySpanSink,
+    SinkStatistics,
+    SpanSink,
+    TeeSpanSink,
+    read_spans,
+)
 
 __all__ = [
     "DEFAULT_SPAN_CAPACITY",
@@ -59,6 +74,8 @@ __all__ = [
     "OpenSpan",
     "PlannerFailure",
     "PlannerSpanTracer",
+    "SearchEvent",
+    "SearchLog",
     "SearchTracer",
     "SinkStatistics",
     "Span",
@@ -66,9 +83,11 @@ __all__ = [
     "SpanOutcome",
     "SpanRecorder",
     "SpanSink",
+    "TeeSpanSink",
     "check_tree",
     "outcome_of",
     "predicted_effects",
     "read_spans",
     "record_plan",
+    "replay_search",
 ]
