@@ -51,7 +51,9 @@ Budgets and cancellation: ``max_expansions`` (every node or choice point taken o
 stack counts one) and ``timeout`` (seconds) raise :class:`~.errors.BudgetExceeded`;
 :meth:`CancelToken.cancel` (from any thread) makes the search raise
 :class:`~.errors.Cancelled`. The clock and the token are checked every
-:data:`CHECK_EVERY` expansions, the expansion count at every one.
+:data:`CHECK_EVERY` expansions, the expansion count at every one. A domain function
+that runs long is not interrupted: the search stops at the next check after it returns
+(the service's planner pool frees the caller at its own timeout regardless).
 """
 
 from __future__ import annotations
